@@ -1,0 +1,40 @@
+"""Thin typed binding over <linux/kvm.h> (cffi, API mode). Knows nothing of PCI or holes."""
+
+from kvmhole.kvm.exits import (
+    FailEntryExit,
+    HltExit,
+    InternalErrorExit,
+    IntrExit,
+    IoExit,
+    MmioExit,
+    OtherExit,
+    ShutdownExit,
+    VcpuExit,
+    exit_name,
+)
+from kvmhole.kvm.ioctl import KvmError
+from kvmhole.kvm.stats import StatsFd, sum_stats
+from kvmhole.kvm.system import KvmUnavailable, System
+from kvmhole.kvm.vcpu import Vcpu
+from kvmhole.kvm.vm import MEM_READONLY, Vm
+
+__all__ = [
+    "MEM_READONLY",
+    "FailEntryExit",
+    "HltExit",
+    "InternalErrorExit",
+    "IntrExit",
+    "IoExit",
+    "KvmError",
+    "KvmUnavailable",
+    "MmioExit",
+    "OtherExit",
+    "ShutdownExit",
+    "StatsFd",
+    "System",
+    "Vcpu",
+    "VcpuExit",
+    "Vm",
+    "exit_name",
+    "sum_stats",
+]

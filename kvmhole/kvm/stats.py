@@ -1,0 +1,52 @@
+"""KVM binary statistics (KVM_GET_STATS_FD): names and values, read with pread."""
+
+import os
+
+from kvmhole.kvm._kvm_cffi import ffi
+
+
+class StatsFd:
+    """One binary stats file descriptor (a VM's or a vCPU's).
+
+    The descriptors are read once; `read()` re-reads only the data block.
+    Histograms are summed to a single count so every stat is one integer.
+    """
+
+    def __init__(self, fd: int):
+        self.fd = fd
+        header = ffi.new("struct kvm_stats_header *")
+        ffi.buffer(header)[:] = os.pread(fd, ffi.sizeof(header[0]), 0)
+        desc_size = ffi.sizeof("struct kvm_stats_desc") + header.name_size
+        raw = os.pread(fd, desc_size * header.num_desc, header.desc_offset)
+        self._fields: list[tuple[str, int, int]] = []  # name, offset, count
+        for i in range(header.num_desc):
+            chunk = ffi.from_buffer(raw[i * desc_size : (i + 1) * desc_size])
+            desc = ffi.cast("struct kvm_stats_desc *", chunk)
+            name = ffi.string(desc.name).decode()
+            self._fields.append((name, desc.offset, desc.size))
+        self._data_offset = header.data_offset
+        self._data_size = max(off + n * 8 for _, off, n in self._fields) if self._fields else 0
+        # offsets are in bytes into the data block; every element is a u64
+        self.names = [name for name, _, _ in self._fields]
+
+    def read(self) -> dict[str, int]:
+        data = os.pread(self.fd, self._data_size, self._data_offset)
+        values = ffi.cast("uint64_t *", ffi.from_buffer(data))
+        return {
+            name: sum(values[off // 8 + i] for i in range(n)) for name, off, n in self._fields
+        }
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def sum_stats(readings: list[dict[str, int]]) -> dict[str, int]:
+    """Add up per-vCPU readings into one dict (stats are named alike on each)."""
+    total: dict[str, int] = {}
+    for reading in readings:
+        for name, value in reading.items():
+            total[name] = total.get(name, 0) + value
+    return total
+

@@ -1,0 +1,94 @@
+"""A vCPU: registers, CPUID, KVM_RUN and the typed exit it produced."""
+
+import errno
+import mmap
+import os
+
+from kvmhole.kvm._kvm_cffi import ffi, lib
+from kvmhole.kvm.exits import (
+    FailEntryExit,
+    HltExit,
+    InternalErrorExit,
+    IntrExit,
+    IoExit,
+    MmioExit,
+    OtherExit,
+    ShutdownExit,
+    VcpuExit,
+)
+from kvmhole.kvm.ioctl import KvmError, ioctl, ioctl_val
+from kvmhole.kvm.stats import StatsFd
+
+
+class Vcpu:
+    def __init__(self, vm, fd: int, index: int):
+        self.vm = vm
+        self.fd = fd
+        self.index = index
+        size = vm.system.vcpu_mmap_size()
+        self._map = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        self._map_view = memoryview(self._map)
+        self.run_struct = ffi.cast("struct kvm_run *", ffi.from_buffer(self._map))
+        self._mmio = lib.kh_run_mmio(self.run_struct)
+        self._io = lib.kh_run_io(self.run_struct)
+
+    def get_regs(self):
+        regs = ffi.new("struct kvm_regs *")
+        ioctl(self.fd, "KVM_GET_REGS", regs)
+        return regs
+
+    def set_regs(self, regs) -> None:
+        ioctl(self.fd, "KVM_SET_REGS", regs)
+
+    def get_sregs(self):
+        sregs = ffi.new("struct kvm_sregs *")
+        ioctl(self.fd, "KVM_GET_SREGS", sregs)
+        return sregs
+
+    def set_sregs(self, sregs) -> None:
+        ioctl(self.fd, "KVM_SET_SREGS", sregs)
+
+    def set_cpuid2(self, cpuid) -> None:
+        ioctl(self.fd, "KVM_SET_CPUID2", cpuid)
+
+    def stats(self) -> StatsFd:
+        return StatsFd(ioctl_val(self.fd, "KVM_GET_STATS_FD"))
+
+    def run(self) -> VcpuExit:
+        """Enter the guest until the next exit to userspace and describe that exit."""
+        if lib.kh_ioctl_val(self.fd, lib.KVM_RUN, 0) < 0:
+            err = ffi.errno
+            if err in (errno.EINTR, errno.EAGAIN):
+                return IntrExit()
+            raise KvmError("KVM_RUN", err)
+        reason = self.run_struct.exit_reason
+        if reason == lib.KVM_EXIT_MMIO:
+            mmio = self._mmio
+            return MmioExit(mmio.phys_addr, mmio.len, bool(mmio.is_write),
+                            ffi.buffer(mmio.data, 8))
+        if reason == lib.KVM_EXIT_IO:
+            io = self._io
+            start = io.data_offset
+            return IoExit(io.port, io.size, io.direction == lib.KVM_EXIT_IO_OUT, io.count,
+                          self._map_view[start : start + io.size * io.count])
+        if reason == lib.KVM_EXIT_HLT:
+            return HltExit()
+        if reason == lib.KVM_EXIT_SHUTDOWN:
+            return ShutdownExit()
+        if reason == lib.KVM_EXIT_INTR:
+            return IntrExit()
+        if reason == lib.KVM_EXIT_FAIL_ENTRY:
+            fail = lib.kh_run_fail_entry(self.run_struct)
+            return FailEntryExit(fail.hardware_entry_failure_reason, fail.cpu)
+        if reason == lib.KVM_EXIT_INTERNAL_ERROR:
+            internal = lib.kh_run_internal(self.run_struct)
+            count = min(internal.ndata, 16)
+            return InternalErrorExit(internal.suberror, [internal.data[i] for i in range(count)])
+        return OtherExit(reason, lib.kh_run_hw(self.run_struct).hardware_exit_reason)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            self._map_view.release()
+            self._map.close()
+            os.close(self.fd)
+            self.fd = -1

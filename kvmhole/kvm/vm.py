@@ -1,0 +1,70 @@
+"""A VM file descriptor: memory slots, coalesced MMIO, ioeventfds, vCPUs, stats."""
+
+import os
+
+from kvmhole.kvm._kvm_cffi import ffi, lib
+from kvmhole.kvm.ioctl import ioctl, ioctl_val
+from kvmhole.kvm.stats import StatsFd
+
+MEM_READONLY = lib.KVM_MEM_READONLY
+
+
+class Vm:
+    def __init__(self, system, fd: int):
+        self.system = system
+        self.fd = fd
+        self.vcpus = []
+
+    def set_user_memory_region(
+        self, slot: int, guest_phys_addr: int, size: int, userspace_addr: int, flags: int = 0
+    ) -> None:
+        """Create, change or (size 0) delete one memory slot."""
+        region = ffi.new(
+            "struct kvm_userspace_memory_region *",
+            {
+                "slot": slot,
+                "flags": flags,
+                "guest_phys_addr": guest_phys_addr,
+                "memory_size": size,
+                "userspace_addr": userspace_addr,
+            },
+        )
+        detail = f"slot {slot} gpa {guest_phys_addr:#x} size {size:#x} flags {flags:#x}"
+        ioctl(self.fd, "KVM_SET_USER_MEMORY_REGION", region, detail=detail)
+
+    def set_tss_addr(self, addr: int) -> None:
+        ioctl_val(self.fd, "KVM_SET_TSS_ADDR", addr)
+
+    def register_coalesced_mmio(self, addr: int, size: int) -> None:
+        zone = ffi.new("struct kvm_coalesced_mmio_zone *", {"addr": addr, "size": size})
+        ioctl(self.fd, "KVM_REGISTER_COALESCED_MMIO", zone, detail=f"{addr:#x}+{size:#x}")
+
+    def ioeventfd(self, addr: int, length: int, event_fd: int, pio: bool = False,
+                  datamatch: int | None = None) -> None:
+        flags = lib.KVM_IOEVENTFD_FLAG_PIO if pio else 0
+        if datamatch is not None:
+            flags |= lib.KVM_IOEVENTFD_FLAG_DATAMATCH
+        spec = ffi.new(
+            "struct kvm_ioeventfd *",
+            {"addr": addr, "len": length, "fd": event_fd, "flags": flags,
+             "datamatch": datamatch or 0},
+        )
+        ioctl(self.fd, "KVM_IOEVENTFD", spec, detail=f"{addr:#x}")
+
+    def stats(self) -> StatsFd:
+        return StatsFd(ioctl_val(self.fd, "KVM_GET_STATS_FD"))
+
+    def create_vcpu(self, index: int = 0):
+        from kvmhole.kvm.vcpu import Vcpu
+
+        vcpu = Vcpu(self, ioctl_val(self.fd, "KVM_CREATE_VCPU", index), index)
+        self.vcpus.append(vcpu)
+        return vcpu
+
+    def close(self) -> None:
+        for vcpu in self.vcpus:
+            vcpu.close()
+        self.vcpus.clear()
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1

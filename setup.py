@@ -1,0 +1,5 @@
+# The cffi binding over <linux/kvm.h> is compiled when the package is installed;
+# cffi_modules is a setup() keyword, so it cannot live in pyproject.toml alone.
+from setuptools import setup
+
+setup(cffi_modules=["kvmhole/kvm/_build.py:ffibuilder"])
