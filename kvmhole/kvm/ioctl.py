@@ -17,6 +17,10 @@ class KvmError(KvmholeError, OSError):
         self.request = request
         self.errno = err
 
+    @property
+    def strerror_name(self) -> str:
+        return errno.errorcode.get(self.errno, str(self.errno))
+
 
 def _checked(name: str, ret: int, detail: str) -> int:
     if ret < 0:

@@ -1,0 +1,53 @@
+"""What the VMM answers when an access exits to userspace: the ECAM window
+(present functions' config space, and the hole for the `exit` strategy and for
+writes) and the guest protocol's ports."""
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from kvmhole.vmm.memmap import MemoryMap
+from kvmhole.vmm.pci import FUNCTION_SIZE, PciFunction
+
+ALL_ONES = b"\xff" * 8
+HOLE_WRITE_LOG = 64  # writes kept with address and data; all are counted
+
+
+@dataclass
+class ExitCounts:
+    """The VMM's own account of exits it handled (cross-checked against KVM's stats)."""
+
+    userspace_exits: Counter = field(default_factory=Counter)  # reason -> count
+    hole_read_exits: int = 0
+    hole_write_exits: int = 0
+    device_mmio_exits: int = 0
+    unassigned_exits: int = 0
+    hole_writes: list[dict] = field(default_factory=list)
+
+
+class EcamWindow:
+    def __init__(self, memory_map: MemoryMap, functions: list[PciFunction], counts: ExitCounts):
+        self.map = memory_map
+        self.base = memory_map.ecam.start
+        self.functions = {memory_map.ecam.start + f.bdf.ecam_offset: f for f in functions}
+        self.counts = counts
+
+    def __contains__(self, addr: int) -> bool:
+        return addr in self.map.ecam
+
+    def mmio(self, addr: int, length: int, is_write: bool, data) -> None:
+        page = addr & ~(FUNCTION_SIZE - 1)
+        function = self.functions.get(page)
+        if function is not None:
+            self.counts.device_mmio_exits += 1
+            if is_write:
+                function.write(addr - page, bytes(data[:length]))
+            else:
+                data[:length] = function.read(addr - page, length)
+        elif is_write:
+            self.counts.hole_write_exits += 1
+            if len(self.counts.hole_writes) < HOLE_WRITE_LOG:
+                value = int.from_bytes(data[:length], "little")
+                self.counts.hole_writes.append({"addr": addr, "len": length, "value": value})
+        else:
+            self.counts.hole_read_exits += 1
+            data[:length] = ALL_ONES[:length]

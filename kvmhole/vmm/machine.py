@@ -1,0 +1,276 @@
+"""A machine: memory map + devices + hole strategy + one vCPU + the run loop."""
+
+import os
+import signal
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+
+import psutil
+
+from kvmhole import guests
+from kvmhole.errors import ConfigError, GuestError, KvmholeError
+from kvmhole.guests import protocol
+from kvmhole.kvm import (
+    FailEntryExit,
+    HltExit,
+    InternalErrorExit,
+    IntrExit,
+    IoExit,
+    MmioExit,
+    ShutdownExit,
+    System,
+    sum_stats,
+)
+from kvmhole.vmm import hostmem, longmode, strategies
+from kvmhole.vmm.devices import ALL_ONES, EcamWindow, ExitCounts
+from kvmhole.vmm.memmap import PAGE, Q35_ECAM_BASE, Q35_ECAM_SIZE, build_memory_map
+from kvmhole.vmm.pci import host_bridge, parse_device
+from kvmhole.vmm.registry import Registration
+from kvmhole.vmm.slots import plan_slots
+
+DEFAULT_PAGES = {"ecam-scan": 8192, "mixed": 64}
+DEFAULT_PAUSE_US = 10_000
+
+
+class GuestTimeout(KvmholeError):
+    pass
+
+
+@dataclass
+class MachineConfig:
+    guest: str = "ecam-scan"
+    hole: str = "auto"
+    hole_base: int = Q35_ECAM_BASE
+    hole_size: int = Q35_ECAM_SIZE
+    ram_size: int = 64 << 20
+    pages: int | None = None
+    devices: list[str] = field(default_factory=list)  # extra present functions
+    name: str | None = None
+    timeout: float | None = None
+    scan_ram: bool = False  # ecam-scan reads RAM pages instead (the loop-cost baseline)
+    pause_us: int = DEFAULT_PAUSE_US
+
+
+@dataclass
+class RunResult:
+    guest: str
+    name: str
+    pid: int
+    hole: str
+    hole_base: int
+    hole_size: int
+    hole_pages: int
+    memslots: int
+    status: str
+    guest_result: dict
+    guest_hole_reads: int
+    userspace_exits: dict
+    hole_read_exits: int
+    hole_write_exits: int
+    hole_writes: list
+    device_mmio_exits: int
+    kvm_stats: dict
+    wall_s: float
+    rss_bytes: int
+    uss_bytes: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Machine:
+    def __init__(self, config: MachineConfig):
+        self.config = config
+        self.guest = guests.get(config.guest)
+        self.functions = [host_bridge(), *(parse_device(spec) for spec in config.devices)]
+        self.map = build_memory_map(config.ram_size, config.hole_base, config.hole_size,
+                                    [f.bdf for f in self.functions])
+        self.pages = config.pages if config.pages is not None else DEFAULT_PAGES.get(
+            config.guest, 0)
+        self._check_pages()
+        self.strategy = strategies.resolve(config.hole)
+        self.name = config.name or f"{config.guest}-{os.getpid()}"
+        self.counts = ExitCounts()
+        self.ecam = EcamWindow(self.map, self.functions, self.counts)
+        self.status: int | None = None
+
+    def _check_pages(self) -> None:
+        if self.pages < 0:
+            raise ConfigError("--pages must not be negative")
+        limit = self._scan_limit()
+        if self.config.guest == "ecam-scan" and not 0 < self.pages <= limit:
+            where = "scratch RAM" if self.config.scan_ram else "this hole"
+            raise ConfigError(f"--pages must be between 1 and {limit}, the pages {where} has")
+
+    def _scan_limit(self) -> int:
+        if self.config.scan_ram:
+            return (self.map.ram.size - protocol.SCRATCH_ADDR) // PAGE
+        if self.config.guest == "ecam-scan":
+            return self.map.hole_pages
+        return self.map.ecam.size // PAGE
+
+    def _params(self) -> dict:
+        device = self.functions[0]
+        first_hole, last_hole = self.map.hole_runs[0], self.map.hole_runs[-1]
+        scan_base = protocol.SCRATCH_ADDR if self.config.scan_ram else self.map.ecam.start
+        return {
+            "ecam_base": self.map.ecam.start,
+            "ecam_size": self.map.ecam.size,
+            "scan_base": scan_base,
+            "scan_limit": self._scan_limit() + len(self.functions),
+            "pages": self.pages,
+            "pause_us": self.config.pause_us,
+            "hole_addr": first_hole.start,
+            "hole_last": last_hole.end - PAGE,
+            "device_addr": self.map.ecam.start + device.bdf.ecam_offset,
+            "device_id": device.id_dword,
+        }
+
+    def _load(self, ram) -> None:
+        image = guests.image(self.guest.name)
+        ram[protocol.LOAD_ADDR : protocol.LOAD_ADDR + len(image)] = image
+        longmode.write_boot_tables(ram, max(self.map.ram.end, self.map.ecam.end))
+        params = protocol.params_view(ram[protocol.PARAMS_ADDR :
+                                          protocol.PARAMS_ADDR + protocol.PARAMS_SIZE])
+        for key, value in self._params().items():
+            setattr(params, key, value)
+        if self.config.scan_ram and self.config.guest == "ecam-scan":
+            # Make every scanned RAM page read all-ones, so the baseline guest runs
+            # exactly the loop (and counts) the hole scan does.
+            for page in range(self.pages):
+                offset = protocol.SCRATCH_ADDR + page * PAGE
+                ram[offset : offset + 4] = ALL_ONES[:4]
+
+    def run(self) -> RunResult:
+        """Build the VM, run the guest to completion and return what happened."""
+        with System() as system:
+            max_slots = system.check_extension("KVM_CAP_NR_MEMSLOTS")
+            slots = plan_slots(self.map, self.strategy, max_slots)
+            vm = system.create_vm()
+            ram_mapping = hostmem.anonymous(self.map.ram.size, "guest RAM")
+            backing = None
+            try:
+                ram = memoryview(ram_mapping.buffer())
+                self._load(ram)
+                vm.set_tss_addr(0xFFFB_D000)
+                vm.set_user_memory_region(0, 0, self.map.ram.size, ram_mapping.addr)
+                backing = strategies.install(self.strategy, vm, self.map, slots)
+                vcpu = vm.create_vcpu(0)
+                longmode.enter_long_mode(vcpu, system.supported_cpuid(), protocol.LOAD_ADDR,
+                                         protocol.STACK_TOP)
+                vcpu_stats, vm_stats = vcpu.stats(), vm.stats()
+                entry = {
+                    "name": self.name, "guest": self.guest.name, "vmm": "kvmhole",
+                    "strategy": self.strategy, "tids": [threading.get_native_id()],
+                    "holes": [[r.start, r.end] for r in self.map.hole_runs],
+                    "ecam": [self.map.ecam.start, self.map.ecam.end],
+                }
+                started = time.perf_counter()
+                with Registration(entry), _deadline(self.config.timeout):
+                    self._loop(vcpu)
+                wall = time.perf_counter() - started
+                kvm_stats = sum_stats([vcpu_stats.read(), vm_stats.read()])
+                vcpu_stats.close()
+                vm_stats.close()
+                result = protocol.result_dict(protocol.result_view(
+                    ram[protocol.RESULT_ADDR : protocol.RESULT_ADDR + protocol.RESULT_SIZE]))
+                return self._result(result, kvm_stats, wall, len(slots))
+            finally:
+                vm.close()
+                if backing is not None:
+                    backing.close()
+                ram_mapping.close()
+
+    def _loop(self, vcpu) -> None:
+        userspace_exits = self.counts.userspace_exits
+        ecam = self.ecam
+        while True:
+            exit_ = vcpu.run()
+            userspace_exits[exit_.reason] += 1
+            if isinstance(exit_, MmioExit):
+                if exit_.addr in ecam:
+                    ecam.mmio(exit_.addr, exit_.length, exit_.is_write, exit_.data)
+                else:  # nothing decodes it: reads float high, as on a real bus
+                    self.counts.unassigned_exits += 1
+                    if not exit_.is_write:
+                        exit_.data[: exit_.length] = ALL_ONES[: exit_.length]
+            elif isinstance(exit_, IoExit):
+                if self._port(exit_):
+                    return
+            elif isinstance(exit_, HltExit):
+                raise GuestError("the guest halted without reporting that it finished")
+            elif isinstance(exit_, IntrExit):
+                continue  # a signal: its Python handler runs now (timeout, Ctrl-C)
+            elif isinstance(exit_, ShutdownExit):
+                rip = vcpu.get_regs().rip
+                raise GuestError(f"the guest triple-faulted (KVM_EXIT_SHUTDOWN) near rip {rip:#x}")
+            elif isinstance(exit_, InternalErrorExit):
+                raise GuestError(f"KVM internal error: {exit_.description} {exit_.data}")
+            elif isinstance(exit_, FailEntryExit):
+                raise GuestError(f"KVM could not enter the guest (hardware reason "
+                                 f"{exit_.hardware_reason:#x} on cpu {exit_.cpu})")
+            else:
+                raise GuestError(f"unexpected exit {exit_.reason}")
+
+    def _port(self, exit_: IoExit) -> bool:
+        """Handle a port access; True when the guest reported it is done."""
+        if not exit_.is_write:
+            self.counts.unassigned_exits += 1
+            exit_.data[:] = b"\xff" * len(exit_.data)
+        elif exit_.port == protocol.PORT_DONE:
+            self.status = exit_.value
+            return True
+        elif exit_.port == protocol.PORT_SLEEP:
+            time.sleep(exit_.value / 1e6)
+        elif exit_.port != protocol.PORT_PROGRESS:
+            self.counts.unassigned_exits += 1
+        return False
+
+    def _result(self, guest_result: dict, kvm_stats: dict, wall: float, memslots: int):
+        c = self.counts
+        memory = psutil.Process().memory_full_info()
+        return RunResult(
+            guest=self.guest.name, name=self.name, pid=os.getpid(), hole=self.strategy,
+            hole_base=self.map.ecam.start, hole_size=self.map.ecam.size,
+            hole_pages=self.map.hole_pages, memslots=memslots,
+            status="ok" if self.status == protocol.STATUS_OK else "failed",
+            guest_result=guest_result, guest_hole_reads=guest_result["hole_reads"],
+            userspace_exits=dict(c.userspace_exits), hole_read_exits=c.hole_read_exits,
+            hole_write_exits=c.hole_write_exits, hole_writes=c.hole_writes,
+            device_mmio_exits=c.device_mmio_exits, kvm_stats=kvm_stats, wall_s=wall,
+            rss_bytes=memory.rss, uss_bytes=memory.uss,
+        )
+
+
+class _deadline:
+    """SIGALRM after `seconds`: KVM_RUN returns EINTR and the handler raises GuestTimeout.
+    SIGTERM becomes SystemExit so the registry file and mappings are cleaned up."""
+
+    def __init__(self, seconds: float | None):
+        self.seconds = seconds
+        self.saved = {}
+
+    def _expired(self, signum, frame):
+        raise GuestTimeout(f"the guest did not finish within {self.seconds} s (--timeout)")
+
+    def __enter__(self):
+        if threading.current_thread() is not threading.main_thread():
+            if self.seconds:
+                raise ConfigError("a timeout needs the machine to run on the main thread")
+            return self
+        self.saved[signal.SIGTERM] = signal.signal(signal.SIGTERM, _terminate)
+        if self.seconds:
+            self.saved[signal.SIGALRM] = signal.signal(signal.SIGALRM, self._expired)
+            signal.setitimer(signal.ITIMER_REAL, self.seconds)
+        return self
+
+    def __exit__(self, *exc):
+        if signal.SIGALRM in self.saved:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+        for signum, handler in self.saved.items():
+            signal.signal(signum, handler)
+
+
+def _terminate(signum, frame):
+    raise SystemExit(128 + signum)
