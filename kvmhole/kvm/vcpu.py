@@ -1,7 +1,6 @@
 """A vCPU: registers, CPUID, KVM_RUN and the typed exit it produced."""
 
 import errno
-import mmap
 import os
 
 from kvmhole.kvm._kvm_cffi import ffi, lib
@@ -25,10 +24,15 @@ class Vcpu:
         self.vm = vm
         self.fd = fd
         self.index = index
-        size = vm.system.vcpu_mmap_size()
-        self._map = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
-        self._map_view = memoryview(self._map)
-        self.run_struct = ffi.cast("struct kvm_run *", ffi.from_buffer(self._map))
+        self._map_size = vm.system.vcpu_mmap_size()
+        self._map = lib.mmap(ffi.NULL, self._map_size, lib.PROT_READ | lib.PROT_WRITE,
+                             lib.MAP_SHARED, fd, 0)
+        if self._map == ffi.cast("void *", -1):
+            err = ffi.errno
+            os.close(fd)
+            raise KvmError("mmap of kvm_run", err)
+        self._bytes = ffi.cast("uint8_t *", self._map)
+        self.run_struct = ffi.cast("struct kvm_run *", self._map)
         self._mmio = lib.kh_run_mmio(self.run_struct)
         self._io = lib.kh_run_io(self.run_struct)
 
@@ -70,7 +74,7 @@ class Vcpu:
             io = self._io
             start = io.data_offset
             return IoExit(io.port, io.size, io.direction == lib.KVM_EXIT_IO_OUT, io.count,
-                          self._map_view[start : start + io.size * io.count])
+                          ffi.buffer(self._bytes + start, io.size * io.count))
         if reason == lib.KVM_EXIT_HLT:
             return HltExit()
         if reason == lib.KVM_EXIT_SHUTDOWN:
@@ -88,7 +92,6 @@ class Vcpu:
 
     def close(self) -> None:
         if self.fd >= 0:
-            self._map_view.release()
-            self._map.close()
+            lib.munmap(self._map, self._map_size)
             os.close(self.fd)
             self.fd = -1

@@ -1,0 +1,37 @@
+# `make demo` and `make test` set everything up on a fresh Debian 12 machine (as root)
+# and are safe to run again: each step does only what is missing.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+BCC_SRC := /usr/lib/python3/dist-packages/bcc
+SITE = $(shell $(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+
+.PHONY: setup host demo test lint clean
+
+setup: host $(VENV)/.installed
+
+host:
+	@scripts/setup-host.sh
+
+# The venv is rebuilt when the package definition or the cffi binding changes.
+$(VENV)/.installed: pyproject.toml setup.py kvmhole/kvm/_build.py
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test,bench]'
+	@# bcc comes from Debian (python3-bpfcc) only; PyPI's "bcc" is another project.
+	ln -sfn $(BCC_SRC) $(SITE)/bcc
+	touch $@
+
+demo: setup
+	$(VENV)/bin/kvmhole demo
+
+test: setup
+	$(VENV)/bin/ruff check kvmhole tests
+	$(VENV)/bin/pytest -q
+
+lint: setup
+	$(VENV)/bin/ruff check kvmhole tests
+	$(VENV)/bin/ruff format --check kvmhole tests
+
+clean:
+	rm -rf $(VENV) build *.egg-info kvmhole/kvm/_kvm_cffi*

@@ -1,0 +1,3 @@
+from kvmhole.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Observing guests: BPF probes, guest discovery and the per-guest snapshot model."""

@@ -1,0 +1,42 @@
+"""Shared helpers: run the real CLI as a user would, and parse its JSON."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+KVMHOLE = [sys.executable, "-m", "kvmhole"]
+
+
+def kvmhole(*args: str, timeout: float = 120, check: bool = True,
+            **kwargs) -> subprocess.CompletedProcess:
+    """Run `kvmhole ARGS...` in a subprocess; check=True demands exit code 0."""
+    done = subprocess.run([*KVMHOLE, *args], capture_output=True, text=True, timeout=timeout,
+                          **kwargs)
+    if check and done.returncode != 0:
+        raise AssertionError(f"kvmhole {' '.join(args)} exited {done.returncode}:\n"
+                             f"{done.stdout}\n{done.stderr}")
+    return done
+
+
+def run_json(*args: str, timeout: float = 120) -> dict:
+    """`kvmhole run ARGS... --json` -> the JSON object it printed."""
+    return json.loads(kvmhole("run", *args, "--json", timeout=timeout).stdout)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _requirements():
+    """On a machine that has KVM these tests must run: missing pieces fail, never skip."""
+    assert os.path.exists("/dev/kvm"), "/dev/kvm is missing: these tests need real KVM"
+    assert os.geteuid() == 0, "the tests run as root (KVM, BPF, tracefs)"
+
+
+@pytest.fixture
+def run_dir(tmp_path, monkeypatch) -> Path:
+    """A private registry directory, so parallel VMMs on the machine do not interfere."""
+    path = tmp_path / "run"
+    monkeypatch.setenv("KVMHOLE_RUN_DIR", str(path))
+    return path
