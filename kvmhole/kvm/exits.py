@@ -2,7 +2,9 @@
 
 from dataclasses import dataclass, field
 
-from kvmhole.kvm._kvm_cffi import lib
+from kvmhole.kvm._kvm_cffi import ffi, lib
+
+Buffer = ffi.buffer  # cffi buffers over kvm_run: slicing reads, slice assignment writes
 
 EXIT_NAMES: dict[int, str] = {
     getattr(lib, name): name.removeprefix("KVM_EXIT_")
@@ -29,7 +31,7 @@ class MmioExit:
     addr: int
     length: int
     is_write: bool
-    data: memoryview
+    data: Buffer  # writable, inside kvm_run
 
     reason = "MMIO"
 
@@ -46,7 +48,7 @@ class IoExit:
     size: int
     is_write: bool
     count: int
-    data: memoryview
+    data: Buffer  # writable, inside kvm_run
 
     reason = "IO"
 

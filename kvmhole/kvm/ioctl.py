@@ -12,7 +12,8 @@ class KvmError(KvmholeError, OSError):
 
     def __init__(self, request: str, err: int, detail: str = ""):
         what = f" ({detail})" if detail else ""
-        super().__init__(f"{request}{what} failed: {errno.errorcode.get(err, err)} ({os.strerror(err)})")
+        name = errno.errorcode.get(err, err)
+        super().__init__(f"{request}{what} failed: {name} ({os.strerror(err)})")
         # set after OSError.__init__, which resets errno for one-argument construction
         self.request = request
         self.errno = err

@@ -14,7 +14,8 @@ class Mapping:
 
     def __init__(self, ptr, size: int, why: str):
         if ptr == MAP_FAILED:
-            raise KvmholeError(f"mmap of {size:#x} bytes for {why} failed: {os.strerror(ffi.errno)}")
+            reason = os.strerror(ffi.errno)
+            raise KvmholeError(f"mmap of {size:#x} bytes for {why} failed: {reason}")
         self.ptr, self.size = ptr, size
 
     @property

@@ -20,7 +20,7 @@ Q35_ECAM_BASE = 0xB000_0000
 Q35_ECAM_SIZE = 256 * BUS_SIZE
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, order=True)
 class Range:
     start: int
     end: int  # exclusive

@@ -95,7 +95,7 @@ def native_support() -> tuple[bool, str]:
             vcpu.set_regs(regs)
             first = vcpu.run()
             if isinstance(first, MmioExit):
-                return False, "a KVM_MEM_PCI_HOLE slot was accepted but its read exited to userspace"
+                return False, "a KVM_MEM_PCI_HOLE slot was accepted, but its read exited"
             if not (isinstance(first, IoExit) and first.value == 0xFFFFFFFF):
                 return False, f"a KVM_MEM_PCI_HOLE read did not return all-ones ({first})"
             if not isinstance(vcpu.run(), HltExit):

@@ -1,0 +1,89 @@
+"""Bad input to `kvmhole run`: one clear line on stderr, a non-zero exit, no
+traceback, and no registry file left behind."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.conftest import KVMHOLE, kvmhole
+
+
+def assert_one_line_error(done, *fragments):
+    assert done.returncode != 0
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["nope"], "unknown guest"),
+        (["--hole-size", "0"], "greater than zero"),
+        (["--hole-base", "0xb0000010"], "aligned"),
+        (["--hole-base", "0x100000"], "overlaps guest RAM"),
+        (["--hole", "native"], "KVM_MEM_PCI_HOLE"),
+        (["--pages", "70000"], "--pages"),
+        (["--device", "00:00.0"], "twice"),
+        (["--device", "zz"], "bad PCI address"),
+        (["triple-fault"], "triple-fault"),
+        (["mixed", "--timeout", "0.5"], "did not finish within 0.5 s"),
+    ],
+)
+def test_bad_input_fails_cleanly(args, fragment, run_dir):
+    done = kvmhole("run", *args, check=False)
+    assert_one_line_error(done, fragment)
+    assert not list(run_dir.glob("*")), "a registry file was left behind"
+
+
+def test_hole_size_needs_a_size():
+    done = kvmhole("run", "--hole-size", "lots", check=False)
+    assert done.returncode == 2
+    assert "is not a size" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_no_permission_on_dev_kvm_is_one_line(tmp_path):
+    env = {**os.environ, "KVMHOLE_RUN_DIR": str(tmp_path), "HOME": str(tmp_path),
+           "PYTHONDONTWRITEBYTECODE": "1"}
+    done = subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *KVMHOLE,
+         "run", "--hole", "exit"],
+        capture_output=True, text=True, env=env, cwd=os.getcwd(), timeout=60,
+    )
+    assert_one_line_error(done, "no permission to open /dev/kvm")
+
+
+def test_registry_names_a_running_guest_and_is_removed_on_sigterm(run_dir):
+    vmm = subprocess.Popen([*KVMHOLE, "run", "mixed", "--hole", "exit", "--name", "watched"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    path = run_dir / f"{vmm.pid}.json"
+    try:
+        for _ in range(200):
+            if path.exists():
+                break
+            time.sleep(0.05)
+        entry = json.loads(path.read_text())
+        assert entry["name"] == "watched"
+        assert entry["pid"] == vmm.pid
+        assert entry["tids"] == [vmm.pid]  # the vCPU runs on the main thread
+        assert entry["strategy"] == "exit"
+        assert entry["holes"] == [[0xB000_1000, 0xC000_0000]]
+    finally:
+        vmm.send_signal(signal.SIGTERM)
+        vmm.wait(timeout=30)
+    assert not path.exists()
+    assert not list(run_dir.glob("*"))
+
+
+def test_module_entry_point_matches_console_script():
+    done = subprocess.run([sys.executable, "-m", "kvmhole", "--help"], capture_output=True,
+                          text=True, check=True)
+    assert "run" in done.stdout
