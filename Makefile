@@ -14,7 +14,7 @@ host:
 	@scripts/setup-host.sh
 
 # The venv is rebuilt when the package definition or the cffi binding changes.
-$(VENV)/.installed: pyproject.toml setup.py kvmhole/kvm/_build.py
+$(VENV)/.installed: pyproject.toml setup.py kvmhole/kvm/_build.py kvmhole/vmm/_fastpath_build.py
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test,bench]'
@@ -34,4 +34,4 @@ lint: setup
 	$(VENV)/bin/ruff format --check kvmhole tests
 
 clean:
-	rm -rf $(VENV) build *.egg-info kvmhole/kvm/_kvm_cffi*
+	rm -rf $(VENV) build *.egg-info kvmhole/kvm/_kvm_cffi* kvmhole/vmm/_fastpath*.so kvmhole/vmm/_fastpath.c

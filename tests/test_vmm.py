@@ -67,3 +67,12 @@ def test_alias_hole_costs_little_rss_and_dense_costs_the_hole(run_dir):
     dense = run_json("ecam-scan", "--hole", "dense")["rss_bytes"]
     assert alias - exit_ < 2 * MIB
     assert 240 * MIB < dense - exit_ < 272 * MIB
+
+
+def test_c_fastpath_serves_the_same_exits(run_dir):
+    result = run_json("ecam-scan", "--hole", "exit", "--c-fastpath")
+    assert result["guest_hole_reads"] == 8192 == result["hole_read_exits"]
+    assert result["userspace_exits"]["MMIO"] == result["kvm_stats"]["mmio_exits"] == 8193
+    rw = run_json("hole-rw", "--hole", "exit", "--c-fastpath")
+    assert rw["status"] == "ok"
+    assert rw["hole_writes"] == rw["guest_result"]["writes"]

@@ -30,18 +30,21 @@ SUMMARY_STATS = ("exits", "mmio_exits", "io_exits", "insn_emulation", "halt_exit
               help="Add a present PCI function (00:00.0, the host bridge, always is).")
 @click.option("--scan-ram", is_flag=True,
               help="ecam-scan reads RAM pages instead of the hole (the loop-cost baseline).")
+@click.option("--c-fastpath", is_flag=True,
+              help="Answer hole-read exits in a C loop instead of Python (shows Python's cost).")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Stop the guest after this many seconds (an error).")
 @click.option("--name", default=None, help="Guest name shown by monitors (default GUEST-PID).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead.")
-def run(guest, hole, hole_base, hole_size, ram_size, pages, devices, scan_ram, timeout, name,
-        as_json):
+def run(guest, hole, hole_base, hole_size, ram_size, pages, devices, scan_ram, c_fastpath,
+        timeout, name, as_json):
     """Run GUEST (default ecam-scan) to completion and summarise its exits.
 
     Guests: """ + ", ".join(GUESTS)
     config = MachineConfig(guest=guest, hole=hole, hole_base=hole_base, hole_size=hole_size,
                            ram_size=ram_size, pages=pages, devices=list(devices), name=name,
-                           timeout=timeout, scan_ram=scan_ram)
+                           timeout=timeout, scan_ram=scan_ram,
+                           c_fastpath=c_fastpath)
     result = Machine(config).run()
     if as_json:
         click.echo(json.dumps(result.to_dict()))

@@ -33,6 +33,7 @@ class Vcpu:
             raise KvmError("mmap of kvm_run", err)
         self._bytes = ffi.cast("uint8_t *", self._map)
         self.run_struct = ffi.cast("struct kvm_run *", self._map)
+        self.run_address = int(ffi.cast("uintptr_t", self._map))  # for other cffi modules
         self._mmio = lib.kh_run_mmio(self.run_struct)
         self._io = lib.kh_run_io(self.run_struct)
 
@@ -65,6 +66,10 @@ class Vcpu:
             if err in (errno.EINTR, errno.EAGAIN):
                 return IntrExit()
             raise KvmError("KVM_RUN", err)
+        return self.current_exit()
+
+    def current_exit(self) -> VcpuExit:
+        """Describe the exit recorded in kvm_run (also after a KVM_RUN made elsewhere)."""
         reason = self.run_struct.exit_reason
         if reason == lib.KVM_EXIT_MMIO:
             mmio = self._mmio

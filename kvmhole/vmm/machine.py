@@ -1,5 +1,6 @@
 """A machine: memory map + devices + hole strategy + one vCPU + the run loop."""
 
+import errno
 import os
 import signal
 import threading
@@ -17,6 +18,7 @@ from kvmhole.kvm import (
     InternalErrorExit,
     IntrExit,
     IoExit,
+    KvmError,
     MmioExit,
     ShutdownExit,
     System,
@@ -50,6 +52,7 @@ class MachineConfig:
     timeout: float | None = None
     scan_ram: bool = False  # ecam-scan reads RAM pages instead (the loop-cost baseline)
     pause_us: int = DEFAULT_PAUSE_US
+    c_fastpath: bool = False  # serve hole reads in a C loop: Python's cost on the hot path
 
 
 @dataclass
@@ -183,10 +186,21 @@ class Machine:
                 ram_mapping.close()
 
     def _loop(self, vcpu) -> None:
+        if self.config.c_fastpath:
+            fastpath = CFastPath(vcpu, self.map, self.ecam.functions)
+            try:
+                self._dispatch(fastpath.run)
+            finally:
+                self.counts.userspace_exits["MMIO"] += fastpath.hole_reads
+                self.counts.hole_read_exits += fastpath.hole_reads
+        else:
+            self._dispatch(vcpu.run)
+
+    def _dispatch(self, next_exit) -> None:
         userspace_exits = self.counts.userspace_exits
         ecam = self.ecam
         while True:
-            exit_ = vcpu.run()
+            exit_ = next_exit()
             userspace_exits[exit_.reason] += 1
             if isinstance(exit_, MmioExit):
                 if exit_.addr in ecam:
@@ -203,8 +217,7 @@ class Machine:
             elif isinstance(exit_, IntrExit):
                 continue  # a signal: its Python handler runs now (timeout, Ctrl-C)
             elif isinstance(exit_, ShutdownExit):
-                rip = vcpu.get_regs().rip
-                raise GuestError(f"the guest triple-faulted (KVM_EXIT_SHUTDOWN) near rip {rip:#x}")
+                raise GuestError("the guest triple-faulted (KVM_EXIT_SHUTDOWN)")
             elif isinstance(exit_, InternalErrorExit):
                 raise GuestError(f"KVM internal error: {exit_.description} {exit_.data}")
             elif isinstance(exit_, FailEntryExit):
@@ -250,6 +263,33 @@ class Machine:
         if self.guest.name == "hole-rw" and guest_result["writes"] != self.counts.hole_writes:
             return "failed"
         return "ok"
+
+
+class CFastPath:
+    """next_exit() for _dispatch: hole reads are answered in C and never surface here."""
+
+    def __init__(self, vcpu, memory_map, functions):
+        from kvmhole.vmm import _fastpath
+
+        self.ffi, self.lib, self.vcpu = _fastpath.ffi, _fastpath.lib, vcpu
+        self.run_struct = self.ffi.cast("struct kvm_run *", vcpu.run_address)
+        self.present = self.ffi.new("uint64_t[]", sorted(functions) or [0])
+        self.n_present = len(functions)
+        self.window = (memory_map.ecam.start, memory_map.ecam.size)
+        self.counts = self.ffi.new("struct kh_fastpath_counts *")
+
+    @property
+    def hole_reads(self) -> int:
+        return self.counts.hole_reads
+
+    def run(self):
+        ret = self.lib.kh_fastpath_run(self.vcpu.fd, self.run_struct, *self.window, self.present,
+                                       self.n_present, self.counts)
+        if ret in (-errno.EINTR, -errno.EAGAIN):
+            return IntrExit()
+        if ret < 0:
+            raise KvmError("KVM_RUN", -ret)
+        return self.vcpu.current_exit()
 
 
 class _deadline:
