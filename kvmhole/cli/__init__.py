@@ -13,6 +13,7 @@ from kvmhole.errors import KvmholeError
 
 COMMANDS = {
     "run": "kvmhole.cli.run:run",
+    "bench": "kvmhole.cli.bench:bench",
 }
 
 

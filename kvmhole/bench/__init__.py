@@ -1,0 +1,1 @@
+"""kvmhole bench: the seed's experiment side by side, one section per question."""

@@ -1,0 +1,71 @@
+"""Per-access cost of a hole read in each strategy.
+
+Each repetition runs ecam-scan over the hole and, right after, the same guest
+over RAM pages made to read all-ones (--scan-ram): identical instructions, so
+(hole - RAM) / reads is the cost of the hole access itself and the guest
+loop's own cost cancels out. Strategies are interleaved within a repetition so
+drift on the machine hits them all alike.
+"""
+
+from kvmhole.bench.stats import ratio, spread
+from kvmhole.vmm import Machine, MachineConfig
+from kvmhole.vmm.strategies import native_support
+
+# (label, hole strategy, C fast path)
+VARIANTS = [
+    ("exit", "exit", False),
+    ("exit (C loop)", "exit", True),
+    ("dense", "dense", False),
+    ("alias", "alias", False),
+    ("native", "native", False),
+]
+
+
+def _wall(strategy: str, pages: int, scan_ram: bool, c_fastpath: bool):
+    config = MachineConfig(guest="ecam-scan", hole=strategy, pages=pages, scan_ram=scan_ram,
+                           c_fastpath=c_fastpath)
+    result = Machine(config).run()
+    if result.guest_hole_reads != pages:
+        raise RuntimeError(f"{strategy}: the guest made {result.guest_hole_reads} reads, "
+                           f"not {pages}")
+    return result
+
+
+def measure(pages: int, reps: int, advance) -> dict:
+    native_ok, native_why = native_support()
+    variants = [v for v in VARIANTS if v[1] != "native" or native_ok]
+    samples = {label: {"hole": [], "ram": [], "exits": []} for label, _, _ in variants}
+    for _ in range(reps):
+        for label, strategy, c_fastpath in variants:
+            hole = _wall(strategy, pages, False, c_fastpath)
+            ram = _wall(strategy, pages, True, c_fastpath)
+            samples[label]["hole"].append(hole.wall_s)
+            samples[label]["ram"].append(ram.wall_s)
+            samples[label]["exits"].append(hole.hole_read_exits)
+            advance()
+    out = {"pages": pages, "reps": reps, "native": {"available": native_ok, "reason": native_why},
+           "strategies": {}}
+    for label, s in samples.items():
+        accesses = pages
+        out["strategies"][label] = {
+            "per_read_us": spread([w / accesses * 1e6 for w in s["hole"]]),
+            "ram_per_read_us": spread([w / accesses * 1e6 for w in s["ram"]]),
+            "hole_cost_us": spread([(h - r) / accesses * 1e6
+                                    for h, r in zip(s["hole"], s["ram"], strict=True)]),
+            "userspace_exits_per_read": max(s["exits"]) / accesses,
+        }
+    per_read = {k: v["per_read_us"]["median"] for k, v in out["strategies"].items()}
+    cost = {k: v["hole_cost_us"]["median"] for k, v in out["strategies"].items()}
+    in_kernel = "native" if "native" in per_read else "alias"
+    out["headline"] = {
+        "in_kernel_strategy": in_kernel,
+        "per_read_ratio_exit_vs_in_kernel": ratio(per_read["exit"], per_read[in_kernel]),
+        "hole_cost_ratio_exit_vs_in_kernel": ratio(cost["exit"], cost[in_kernel]),
+        "python_share_of_exit_us": cost["exit"] - cost["exit (C loop)"],
+    }
+    return out
+
+
+def steps(reps: int) -> int:
+    native_ok, _ = native_support()
+    return reps * sum(1 for v in VARIANTS if v[1] != "native" or native_ok)

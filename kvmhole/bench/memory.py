@@ -1,0 +1,45 @@
+"""Host memory and memslots as the hole grows, for dense and alias (exit as the
+baseline). Each point is a fresh `kvmhole run` process, so RSS is not muddied by
+earlier runs."""
+
+import json
+import subprocess
+import sys
+
+SIZES_MIB = (1, 4, 16, 64, 256)
+QUICK_SIZES_MIB = (1, 16, 256)
+STRATEGIES = ("exit", "alias", "dense")
+
+
+def _run(strategy: str, size_mib: int) -> dict:
+    pages = min(1024, size_mib * 256 - 1)
+    done = subprocess.run(
+        [sys.executable, "-m", "kvmhole", "run", "ecam-scan", "--hole", strategy,
+         "--hole-size", f"{size_mib}M", "--pages", str(pages), "--json"],
+        capture_output=True, text=True, check=True,
+    )
+    return json.loads(done.stdout)
+
+
+def measure(sizes_mib, advance) -> list[dict]:
+    rows = []
+    for size in sizes_mib:
+        baseline = None
+        for strategy in STRATEGIES:
+            result = _run(strategy, size)
+            baseline = baseline or result
+            rows.append({
+                "strategy": strategy,
+                "hole_bytes": size << 20,
+                "memslots": result["memslots"],
+                "rss_bytes": result["rss_bytes"],
+                "uss_bytes": result["uss_bytes"],
+                "rss_added_bytes": result["rss_bytes"] - baseline["rss_bytes"],
+                "uss_added_bytes": result["uss_bytes"] - baseline["uss_bytes"],
+            })
+            advance()
+    return rows
+
+
+def steps(sizes_mib) -> int:
+    return len(sizes_mib) * len(STRATEGIES)

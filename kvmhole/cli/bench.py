@@ -1,0 +1,48 @@
+"""kvmhole bench: the seed's experiment measured side by side in one run."""
+
+import json
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from kvmhole.bench import report, runner
+
+
+class _Bar:
+    """runner's progress interface over a rich progress bar on stderr."""
+
+    def __init__(self, progress: Progress):
+        self.progress, self.task = progress, None
+
+    def start(self, name: str, total: int) -> None:
+        if self.task is not None:
+            self.progress.update(self.task, completed=self.progress.tasks[self.task].total)
+        self.task = self.progress.add_task(name, total=total)
+
+    def advance(self) -> None:
+        self.progress.advance(self.task)
+
+
+@click.command()
+@click.option("--quick", is_flag=True, help="Fewer repetitions and sizes (a few minutes).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Write report.json and PNG plots into this directory.")
+def bench(quick, as_json, out):
+    """Measure what each hole strategy costs, side by side, on this machine."""
+    stderr = Console(stderr=True)
+    columns = (TextColumn("{task.description:>12}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn())
+    with Progress(*columns, console=stderr, transient=False) as progress:
+        result = runner.run(runner.Plan(quick=quick), _Bar(progress))
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "report.json").write_text(json.dumps(result, indent=2))
+        for path in report.write_plots(result, out):
+            stderr.print(f"wrote {path}")
+    if as_json:
+        click.echo(json.dumps(result))
+    else:
+        report.print_tables(result, Console())
