@@ -14,6 +14,7 @@ from kvmhole.errors import KvmholeError
 COMMANDS = {
     "run": "kvmhole.cli.run:run",
     "bench": "kvmhole.cli.bench:bench",
+    "demo": "kvmhole.cli.demo:demo",
 }
 
 
