@@ -1,0 +1,63 @@
+"""`kvmhole bench --quick`: it runs, and its JSON is complete and self-consistent.
+No timing thresholds: only structure and what must hold whatever the speed."""
+
+import json
+
+import pytest
+
+from tests.conftest import kvmhole
+
+MIB = 1 << 20
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    done = kvmhole("bench", "--quick", "--json", "--out", str(out), timeout=600)
+    return json.loads(done.stdout), out
+
+
+def _consistent(s: dict, reps: int) -> None:
+    assert s["min"] <= s["median"] <= s["max"]
+    assert s["n"] == reps
+
+
+def test_access_cost_section(bench):
+    report, _ = bench
+    cost = report["access_cost"]
+    expected = {"exit", "exit (C loop)", "alias", "dense"}
+    if report["host"]["native_hole"]:
+        expected.add("native")
+    assert set(cost["strategies"]) == expected
+    assert cost["native"]["available"] == report["host"]["native_hole"]
+    for name, s in cost["strategies"].items():
+        for key in ("per_read_us", "ram_per_read_us", "hole_cost_us"):
+            _consistent(s[key], cost["reps"])
+        exits = 1.0 if name.startswith("exit") else 0.0
+        assert s["userspace_exits_per_read"] == exits, name
+    head = cost["headline"]
+    per_read = {k: v["per_read_us"]["median"] for k, v in cost["strategies"].items()}
+    assert head["per_read_ratio_exit_vs_in_kernel"] == pytest.approx(
+        per_read["exit"] / per_read[head["in_kernel_strategy"]])
+
+
+def test_memory_section(bench):
+    report, _ = bench
+    rows = report["memory"]
+    sizes = sorted({r["hole_bytes"] for r in rows})
+    assert len(rows) == 3 * len(sizes) and sizes[-1] == 256 * MIB
+    for row in rows:
+        hole = row["hole_bytes"]
+        if row["strategy"] == "exit":
+            assert row["memslots"] == 1 and row["rss_added_bytes"] == 0
+        elif row["strategy"] == "dense":
+            assert row["memslots"] == 2  # RAM + one run after the host bridge
+        else:  # alias: one slot per MiB of window, plus RAM
+            assert row["memslots"] == 1 + max(1, hole // MIB)
+
+
+def test_out_writes_report_and_plots(bench):
+    report, out = bench
+    assert json.loads((out / "report.json").read_text()) == report
+    for name in ("access_cost.png", "memory.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
