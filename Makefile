@@ -4,7 +4,6 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 BCC_SRC := /usr/lib/python3/dist-packages/bcc
-SITE = $(shell $(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 
 .PHONY: setup host demo test lint clean
 
@@ -19,7 +18,7 @@ $(VENV)/.installed: pyproject.toml setup.py kvmhole/kvm/_build.py kvmhole/vmm/_f
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test,bench]'
 	@# bcc comes from Debian (python3-bpfcc) only; PyPI's "bcc" is another project.
-	ln -sfn $(BCC_SRC) $(SITE)/bcc
+	ln -sfn $(BCC_SRC) "$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/bcc"
 	touch $@
 
 demo: setup
