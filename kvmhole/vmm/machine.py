@@ -1,8 +1,6 @@
 """A machine: memory map + devices + hole strategy + one vCPU + the run loop."""
 
-import errno
 import os
-import signal
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -10,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 import psutil
 
 from kvmhole import guests
-from kvmhole.errors import ConfigError, GuestError, KvmholeError
+from kvmhole.errors import ConfigError, GuestError
 from kvmhole.guests import protocol
 from kvmhole.kvm import (
     FailEntryExit,
@@ -18,14 +16,15 @@ from kvmhole.kvm import (
     InternalErrorExit,
     IntrExit,
     IoExit,
-    KvmError,
     MmioExit,
     ShutdownExit,
     System,
     sum_stats,
 )
 from kvmhole.vmm import hostmem, longmode, strategies
+from kvmhole.vmm.deadline import Deadline
 from kvmhole.vmm.devices import ALL_ONES, EcamWindow, ExitCounts
+from kvmhole.vmm.fastpath import CFastPath
 from kvmhole.vmm.memmap import PAGE, Q35_ECAM_BASE, Q35_ECAM_SIZE, build_memory_map
 from kvmhole.vmm.pci import host_bridge, parse_device
 from kvmhole.vmm.registry import Registration
@@ -33,10 +32,6 @@ from kvmhole.vmm.slots import plan_slots
 
 DEFAULT_PAGES = {"ecam-scan": 8192, "mixed": 64}
 DEFAULT_PAUSE_US = 10_000
-
-
-class GuestTimeout(KvmholeError):
-    pass
 
 
 @dataclass
@@ -170,7 +165,7 @@ class Machine:
                     "ecam": [self.map.ecam.start, self.map.ecam.end],
                 }
                 started = time.perf_counter()
-                with Registration(entry), _deadline(self.config.timeout):
+                with Registration(entry), Deadline(self.config.timeout):
                     self._loop(vcpu)
                 wall = time.perf_counter() - started
                 kvm_stats = sum_stats([vcpu_stats.read(), vm_stats.read()])
@@ -263,63 +258,3 @@ class Machine:
         if self.guest.name == "hole-rw" and guest_result["writes"] != self.counts.hole_writes:
             return "failed"
         return "ok"
-
-
-class CFastPath:
-    """next_exit() for _dispatch: hole reads are answered in C and never surface here."""
-
-    def __init__(self, vcpu, memory_map, functions):
-        from kvmhole.vmm import _fastpath
-
-        self.ffi, self.lib, self.vcpu = _fastpath.ffi, _fastpath.lib, vcpu
-        self.run_struct = self.ffi.cast("struct kvm_run *", vcpu.run_address)
-        self.present = self.ffi.new("uint64_t[]", sorted(functions) or [0])
-        self.n_present = len(functions)
-        self.window = (memory_map.ecam.start, memory_map.ecam.size)
-        self.counts = self.ffi.new("struct kh_fastpath_counts *")
-
-    @property
-    def hole_reads(self) -> int:
-        return self.counts.hole_reads
-
-    def run(self):
-        ret = self.lib.kh_fastpath_run(self.vcpu.fd, self.run_struct, *self.window, self.present,
-                                       self.n_present, self.counts)
-        if ret in (-errno.EINTR, -errno.EAGAIN):
-            return IntrExit()
-        if ret < 0:
-            raise KvmError("KVM_RUN", -ret)
-        return self.vcpu.current_exit()
-
-
-class _deadline:
-    """SIGALRM after `seconds`: KVM_RUN returns EINTR and the handler raises GuestTimeout.
-    SIGTERM becomes SystemExit so the registry file and mappings are cleaned up."""
-
-    def __init__(self, seconds: float | None):
-        self.seconds = seconds
-        self.saved = {}
-
-    def _expired(self, signum, frame):
-        raise GuestTimeout(f"the guest did not finish within {self.seconds} s (--timeout)")
-
-    def __enter__(self):
-        if threading.current_thread() is not threading.main_thread():
-            if self.seconds:
-                raise ConfigError("a timeout needs the machine to run on the main thread")
-            return self
-        self.saved[signal.SIGTERM] = signal.signal(signal.SIGTERM, _terminate)
-        if self.seconds:
-            self.saved[signal.SIGALRM] = signal.signal(signal.SIGALRM, self._expired)
-            signal.setitimer(signal.ITIMER_REAL, self.seconds)
-        return self
-
-    def __exit__(self, *exc):
-        if signal.SIGALRM in self.saved:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-        for signum, handler in self.saved.items():
-            signal.signal(signum, handler)
-
-
-def _terminate(signum, frame):
-    raise SystemExit(128 + signum)

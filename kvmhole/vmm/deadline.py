@@ -1,0 +1,43 @@
+"""Signals around the run loop: --timeout and a clean exit on SIGTERM."""
+
+import signal
+import threading
+
+from kvmhole.errors import ConfigError, KvmholeError
+
+
+class GuestTimeout(KvmholeError):
+    pass
+
+
+class Deadline:
+    """SIGALRM after `seconds`: KVM_RUN returns EINTR and the handler raises GuestTimeout.
+    SIGTERM becomes SystemExit so the registry file and mappings are cleaned up."""
+
+    def __init__(self, seconds: float | None):
+        self.seconds = seconds
+        self.saved = {}
+
+    def _expired(self, signum, frame):
+        raise GuestTimeout(f"the guest did not finish within {self.seconds} s (--timeout)")
+
+    def __enter__(self):
+        if threading.current_thread() is not threading.main_thread():
+            if self.seconds:
+                raise ConfigError("a timeout needs the machine to run on the main thread")
+            return self
+        self.saved[signal.SIGTERM] = signal.signal(signal.SIGTERM, _terminate)
+        if self.seconds:
+            self.saved[signal.SIGALRM] = signal.signal(signal.SIGALRM, self._expired)
+            signal.setitimer(signal.ITIMER_REAL, self.seconds)
+        return self
+
+    def __exit__(self, *exc):
+        if signal.SIGALRM in self.saved:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+        for signum, handler in self.saved.items():
+            signal.signal(signum, handler)
+
+
+def _terminate(signum, frame):
+    raise SystemExit(128 + signum)

@@ -1,0 +1,32 @@
+"""The C fast path (kvmhole/vmm/_fastpath_build.py) as a next-exit source for the run loop."""
+
+import errno
+
+from kvmhole.kvm import IntrExit, KvmError
+
+
+class CFastPath:
+    """next_exit() for _dispatch: hole reads are answered in C and never surface here."""
+
+    def __init__(self, vcpu, memory_map, functions):
+        from kvmhole.vmm import _fastpath
+
+        self.ffi, self.lib, self.vcpu = _fastpath.ffi, _fastpath.lib, vcpu
+        self.run_struct = self.ffi.cast("struct kvm_run *", vcpu.run_address)
+        self.present = self.ffi.new("uint64_t[]", sorted(functions) or [0])
+        self.n_present = len(functions)
+        self.window = (memory_map.ecam.start, memory_map.ecam.size)
+        self.counts = self.ffi.new("struct kh_fastpath_counts *")
+
+    @property
+    def hole_reads(self) -> int:
+        return self.counts.hole_reads
+
+    def run(self):
+        ret = self.lib.kh_fastpath_run(self.vcpu.fd, self.run_struct, *self.window, self.present,
+                                       self.n_present, self.counts)
+        if ret in (-errno.EINTR, -errno.EAGAIN):
+            return IntrExit()
+        if ret < 0:
+            raise KvmError("KVM_RUN", -ret)
+        return self.vcpu.current_exit()
