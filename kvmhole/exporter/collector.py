@@ -1,0 +1,100 @@
+"""The custom collector: metric families built from the latest snapshot at scrape time.
+
+Per-guest series carry only the guest's name and VMM kind as labels (bounded by
+the number of guests); addresses and pids never become labels. Counters are the
+snapshot's cumulative counts; rates are left to PromQL.
+"""
+
+from collections import Counter
+from collections.abc import Iterator
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    InfoMetricFamily,
+    Metric,
+)
+from prometheus_client.utils import floatToGoString
+
+from kvmhole.exporter.store import LatestSnapshot
+from kvmhole.probes.snapshot import GuestStats, Histogram, Snapshot
+
+GUEST_LABELS = ("guest", "vmm")
+
+
+class SnapshotCollector:
+    def __init__(self, store: LatestSnapshot):
+        self.store = store
+
+    def collect(self) -> Iterator[Metric]:
+        snapshot = self.store.for_scrape()
+        if snapshot is None:
+            return  # before the first poll there is nothing true to say
+        yield from _probe_families(snapshot)
+        yield from _guest_families(snapshot)
+
+
+def _probe_families(snapshot: Snapshot) -> Iterator[Metric]:
+    probe = snapshot.probe
+    yield GaugeMetricFamily("kvmhole_probe_up", "1 while the BPF probes load and read cleanly.",
+                            value=int(probe.up))
+    yield CounterMetricFamily("kvmhole_probe_lost_events",
+                              "Probe events dropped before they could be counted.",
+                              value=probe.lost_events)
+    info = InfoMetricFamily("kvmhole_probe", "Which tracepoints the probes use to see hole "
+                            "reads: vmx/svm (kvm_exit, kvm_page_fault) or emulated (page walks).",
+                            labels=())
+    info.add_metric((), {"path": probe.path})
+    yield info
+
+
+def _guest_families(snapshot: Snapshot) -> Iterator[Metric]:
+    info = InfoMetricFamily("kvmhole_guest", "A watched guest and how its PCI hole is backed.",
+                            labels=GUEST_LABELS)
+    reads = CounterMetricFamily("kvmhole_pci_hole_reads",
+                                "Guest reads of the PCI hole, by where they were served.",
+                                labels=(*GUEST_LABELS, "served"))
+    writes = CounterMetricFamily("kvmhole_pci_hole_writes",
+                                 "Guest writes to the PCI hole (each one exits to userspace).",
+                                 labels=GUEST_LABELS)
+    exits = CounterMetricFamily("kvmhole_userspace_exits",
+                                "Exits from KVM_RUN to the VMM, by KVM_EXIT_* reason.",
+                                labels=(*GUEST_LABELS, "reason"))
+    roundtrip = HistogramMetricFamily(
+        "kvmhole_userspace_exit_seconds",
+        "Userspace round trip of an exit: return from KVM_RUN to the next KVM_RUN.",
+        labels=GUEST_LABELS)
+    kernel_time = HistogramMetricFamily(
+        "kvmhole_hole_kernel_seconds",
+        "Time KVM spent serving a hole access in the kernel (vmx/svm probe path only).",
+        labels=GUEST_LABELS)
+    for labels, guest in _labelled(snapshot.guests):
+        info.add_metric(labels, {"strategy": guest.strategy})
+        reads.add_metric((*labels, "kernel"), guest.hole_reads_in_kernel)
+        reads.add_metric((*labels, "userspace"), guest.hole_read_exits)
+        writes.add_metric(labels, guest.hole_write_exits)
+        for reason, count in sorted(guest.userspace_exits.items()):
+            exits.add_metric((*labels, reason), count)
+        roundtrip.add_metric(labels, _buckets(guest.roundtrip), guest.roundtrip.sum_s)
+        if guest.kernel_time is not None:
+            kernel_time.add_metric(labels, _buckets(guest.kernel_time), guest.kernel_time.sum_s)
+    yield from (info, reads, writes, exits, roundtrip, kernel_time)
+
+
+def _labelled(guests: list[GuestStats]) -> Iterator[tuple[tuple[str, str], GuestStats]]:
+    """Label values per guest. Two guests may share a name (--name is free text);
+    only then is the pid added to the name, so their series cannot collide."""
+    names = Counter((g.name, g.vmm) for g in guests)
+    for guest in guests:
+        name = guest.name if names[guest.name, guest.vmm] == 1 else f"{guest.name}/{guest.pid}"
+        yield (name, guest.vmm), guest
+
+
+def _buckets(histogram: Histogram) -> list[tuple[str, float]]:
+    """Snapshot buckets are per-bucket counts; Prometheus buckets are cumulative."""
+    out, total = [], 0
+    for bound, count in zip((*histogram.bounds, float("inf")), histogram.counts, strict=True):
+        total += count
+        out.append((floatToGoString(bound), total))
+    return out

@@ -1,0 +1,208 @@
+"""The Grafana dashboard and the example rules, checked by promtool and against a
+real Prometheus (Debian's package) scraping a real exporter.
+
+This module also holds the Prometheus harness the live end-to-end test uses.
+"""
+
+import json
+import re
+import socket
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from kvmhole.exporter.poller import Poller
+from kvmhole.exporter.server import listening
+from kvmhole.exporter.store import LatestSnapshot
+from kvmhole.probes.snapshot import GuestStats, ProbeHealth, Snapshot
+
+DASHBOARDS = Path(__file__).resolve().parent.parent / "dashboards"
+DASHBOARD = DASHBOARDS / "kvmhole.json"
+RULES = DASHBOARDS / "kvmhole-rules.yml"
+
+# What Grafana puts in place of the dashboard's variables when every guest is
+# selected; the windows cover a whole test run at a 1 s scrape interval.
+GRAFANA_VARIABLES = {"$guest": ".*", "$__rate_interval": "1m", "$__range": "1m"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(what: str, check, timeout: float = 60.0):
+    """Poll `check()` until it returns something truthy; fail naming `what`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.25)
+
+
+class Prometheus:
+    """/usr/bin/prometheus in a temporary directory, scraping `target` every second
+    and evaluating the example rules, queried over its HTTP API on loopback."""
+
+    def __init__(self, directory: Path, target: str):
+        directory.mkdir(parents=True, exist_ok=True)
+        config = {
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "rule_files": [str(RULES)],
+            "scrape_configs": [{"job_name": "kvmhole",
+                                "static_configs": [{"targets": [target]}]}],
+        }
+        # JSON is YAML, so the config needs no YAML library.
+        (directory / "prometheus.yml").write_text(json.dumps(config))
+        self.url = f"http://127.0.0.1:{free_port()}"
+        self.log = (directory / "prometheus.log").open("w")
+        self.process = subprocess.Popen(
+            ["/usr/bin/prometheus", f"--config.file={directory / 'prometheus.yml'}",
+             f"--storage.tsdb.path={directory / 'data'}",
+             f"--web.listen-address={self.url.removeprefix('http://')}"],
+            stdout=self.log, stderr=subprocess.STDOUT)
+        wait_for("prometheus to be ready", self._ready)
+
+    def _ready(self) -> bool:
+        assert self.process.poll() is None, "prometheus exited; see prometheus.log"
+        try:
+            with urllib.request.urlopen(f"{self.url}/-/ready", timeout=5) as reply:
+                return reply.status == 200
+        except OSError:
+            return False
+
+    def api(self, path: str, **params) -> dict | list:
+        query = urllib.parse.urlencode(params, doseq=True)
+        with urllib.request.urlopen(f"{self.url}/api/v1/{path}?{query}", timeout=10) as reply:
+            body = json.load(reply)
+        assert body["status"] == "success", body
+        return body["data"]
+
+    def query(self, expr: str) -> list[dict]:
+        """Instant query at now -> the result vector."""
+        data = self.api("query", query=expr)
+        assert data["resultType"] == "vector", (expr, data)
+        return data["result"]
+
+    def rules(self) -> list[dict]:
+        """The rules Prometheus loaded from the rule file (name, query, type)."""
+        return [r for g in self.api("rules")["groups"] for r in g["rules"]]
+
+    def close(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+        self.log.close()
+
+
+def dashboard_exprs() -> list[str]:
+    """Every PromQL target in the dashboard, variables filled in as Grafana would."""
+    dashboard = json.loads(DASHBOARD.read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    return [re.sub(r"\$\w+", lambda m: GRAFANA_VARIABLES[m.group(0)], e) for e in exprs]
+
+
+def test_dashboard_is_a_grafana_dashboard_with_guest_and_datasource_variables():
+    dashboard = json.loads(DASHBOARD.read_text())
+    assert dashboard["schemaVersion"] >= 36 and dashboard["uid"] and dashboard["title"]
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource"
+    assert variables["datasource"]["query"] == "prometheus"
+    assert variables["guest"]["definition"] == "label_values(kvmhole_guest_info, guest)"
+    assert variables["guest"]["multi"] and variables["guest"]["includeAll"]
+
+    ids = [p["id"] for p in dashboard["panels"]]
+    assert len(ids) == len(set(ids)), "panel ids must be unique"
+    for panel in dashboard["panels"]:
+        grid = panel["gridPos"]
+        assert grid["x"] + grid["w"] <= 24, panel["title"]
+        if panel["type"] == "row":
+            continue
+        # Every query goes to the data source the user picked, never a fixed one.
+        assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
+        assert panel["targets"], panel["title"]
+        for target in panel["targets"]:
+            assert target["datasource"] == panel["datasource"]
+            if "kvmhole_probe" not in target["expr"]:  # per-guest panels follow the picker
+                assert 'guest=~"$guest"' in target["expr"], target["expr"]
+        assert set(re.findall(r"\$\w+", json.dumps(panel["targets"]))) <= set(GRAFANA_VARIABLES)
+
+    kinds = {p["type"] for p in dashboard["panels"]}
+    assert {"timeseries", "heatmap", "stat"} <= kinds
+    exprs = " ".join(dashboard_exprs())
+    for needed in ('served="kernel"', "kvmhole_userspace_exits_total", "histogram_quantile",
+                   "kvmhole_userspace_exit_seconds_sum", "kvmhole_probe_up"):
+        assert needed in exprs
+
+
+def test_rules_pass_promtool():
+    done = subprocess.run(["promtool", "check", "rules", str(RULES)], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "SUCCESS: 7 rules found" in done.stdout
+
+
+class GrowingGuests:
+    """A snapshot source whose two guests make progress at every poll: one whose
+    hole reads stay in the kernel, one whose hole reads and writes exit. Its probe
+    reports itself down and losing events, so the failure alerts have data too."""
+
+    def __init__(self):
+        self.polls = 0
+
+    def __call__(self) -> Snapshot:
+        self.polls += 1
+        n = self.polls
+        in_kernel = GuestStats(1001, "synthetic-alias", "kvmhole", "alias",
+                               [(0xB0008000, 0xC0000000)], hole_reads_in_kernel=100 * n,
+                               userspace_exits={"MMIO": n, "IO": 2 * n})
+        to_vmm = GuestStats(1002, "synthetic-exit", "kvmhole", "exit",
+                            [(0xB0008000, 0xC0000000)], hole_read_exits=50 * n,
+                            hole_write_exits=n, userspace_exits={"MMIO": 51 * n, "IO": 2 * n})
+        for guest, bucket in ((in_kernel, 5), (to_vmm, 6)):
+            exits = sum(guest.userspace_exits.values())
+            guest.roundtrip.counts[bucket] = exits
+            guest.roundtrip.sum_s = exits * guest.roundtrip.bounds[bucket] * 0.75
+        probe = ProbeHealth("emulated", up=False, lost_events=n, message="synthetic")
+        return Snapshot(time.time(), 0.2, probe, [in_kernel, to_vmm])
+
+
+@pytest.fixture
+def synthetic_prometheus(tmp_path):
+    store = LatestSnapshot()
+    with listening("127.0.0.1:0", store) as address, Poller(GrowingGuests(), store, 0.2):
+        prometheus = Prometheus(tmp_path / "prometheus", address)
+        try:
+            yield prometheus
+        finally:
+            prometheus.close()
+
+
+def test_every_dashboard_and_rule_expression_returns_data(synthetic_prometheus):
+    prometheus = synthetic_prometheus
+    # rate() needs two samples in its window; three make sure the window is full.
+    wait_for("three scrapes",
+             lambda: prometheus.query("count_over_time(kvmhole_probe_up[1m]) >= 3"))
+    guests = prometheus.api("label/guest/values", **{"match[]": "kvmhole_guest_info"})
+    assert set(guests) == {"synthetic-alias", "synthetic-exit"}  # the $guest picker
+
+    rules = prometheus.rules()
+    assert len(rules) == 7, "Prometheus did not load every rule in the file"
+    for expr in dashboard_exprs() + [r["query"] for r in rules]:
+        assert prometheus.query(expr), f"no data for {expr}"
+    for rule in rules:
+        if rule["type"] == "recording":
+            wait_for(f"recorded series {rule['name']}",
+                     lambda rule=rule: prometheus.query(rule["name"]))
+
+    # The numbers behind the panels: the kernel share is 1 for the guest whose reads
+    # stay in the kernel and 0 for the one whose reads all exit.
+    share = {r["metric"]["guest"]: float(r["value"][1]) for r in prometheus.query(
+        dashboard_exprs()[1])}
+    assert share == {"synthetic-alias": 1.0, "synthetic-exit": 0.0}

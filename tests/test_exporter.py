@@ -1,0 +1,136 @@
+"""The exporter's collector over constructed snapshots: names, values, labels,
+histograms, exited guests, and `promtool check metrics` on what it serves."""
+
+import subprocess
+import urllib.request
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from kvmhole.exporter.collector import SnapshotCollector
+from kvmhole.exporter.server import listening
+from kvmhole.exporter.store import LatestSnapshot
+from kvmhole.probes.snapshot import GuestStats, Histogram, ProbeHealth, Snapshot
+
+HOLE = [(0xB0008000, 0xC0000000)]
+
+
+def guest(pid: int, name: str, **counts) -> GuestStats:
+    return GuestStats(pid, name, "kvmhole", "alias", HOLE, **counts)
+
+
+def snapshot(*guests: GuestStats, probe: ProbeHealth | None = None) -> Snapshot:
+    return Snapshot(1700000000.0, 1.0, probe or ProbeHealth("emulated"), list(guests))
+
+
+def scrape(store: LatestSnapshot) -> dict[tuple[str, tuple], float]:
+    """One scrape -> {(sample name, sorted labels): value}."""
+    registry = CollectorRegistry()
+    registry.register(SnapshotCollector(store))
+    text = generate_latest(registry).decode()
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def key(name: str, **labels: str) -> tuple[str, tuple]:
+    """The scrape() key of one sample; per-guest samples default to vmm="kvmhole"."""
+    if "guest" in labels:
+        labels.setdefault("vmm", "kvmhole")
+    return name, tuple(sorted(labels.items()))
+
+
+def store_with(*snapshots: Snapshot) -> LatestSnapshot:
+    store = LatestSnapshot()
+    for s in snapshots:
+        store.update(s)
+    return store
+
+
+def test_counters_and_info_carry_the_snapshot_counts():
+    g = guest(7, "vm-a", hole_reads_in_kernel=8192, hole_read_exits=3, hole_write_exits=2,
+              userspace_exits={"MMIO": 6, "IO": 1})
+    samples = scrape(store_with(snapshot(g)))
+    reads = "kvmhole_pci_hole_reads_total"
+    assert samples[key(reads, guest="vm-a", served="kernel")] == 8192
+    assert samples[key(reads, guest="vm-a", served="userspace")] == 3
+    assert samples[key("kvmhole_pci_hole_writes_total", guest="vm-a")] == 2
+    assert samples[key("kvmhole_userspace_exits_total", guest="vm-a", reason="MMIO")] == 6
+    assert samples[key("kvmhole_userspace_exits_total", guest="vm-a", reason="IO")] == 1
+    assert samples[key("kvmhole_guest_info", guest="vm-a", strategy="alias")] == 1
+    assert samples[key("kvmhole_probe_up")] == 1
+    assert samples[key("kvmhole_probe_lost_events_total")] == 0
+    assert samples[key("kvmhole_probe_info", path="emulated")] == 1
+    # Bounded cardinality: no pid or address ever becomes a label.
+    label_names = {name for (_, labels) in samples for name, _ in labels}
+    assert label_names <= {"guest", "vmm", "served", "reason", "strategy", "path", "le"}
+
+
+def test_roundtrip_histogram_is_cumulative_in_seconds():
+    h = Histogram()
+    h.counts[2], h.counts[4], h.counts[-1] = 5, 3, 1  # 1.024 us, 4.096 us, +Inf
+    h.sum_s = 12.5
+    samples = scrape(store_with(snapshot(guest(7, "vm-a", roundtrip=h))))
+    name = "kvmhole_userspace_exit_seconds"
+    assert samples[key(f"{name}_bucket", guest="vm-a", le="5.12e-07")] == 0
+    assert samples[key(f"{name}_bucket", guest="vm-a", le="1.024e-06")] == 5
+    assert samples[key(f"{name}_bucket", guest="vm-a", le="4.096e-06")] == 8
+    assert samples[key(f"{name}_bucket", guest="vm-a", le="+Inf")] == 9
+    assert samples[key(f"{name}_count", guest="vm-a")] == 9
+    assert samples[key(f"{name}_sum", guest="vm-a")] == 12.5
+
+
+def test_exited_guest_is_served_once_more_then_disappears():
+    store = store_with(snapshot(guest(1, "stays", hole_reads_in_kernel=1),
+                                guest(2, "leaves", hole_reads_in_kernel=10)))
+    # The source drops the guest between two scrapes: its final count is still served.
+    store.update(snapshot(guest(1, "stays", hole_reads_in_kernel=2)))
+    store.update(snapshot(guest(1, "stays", hole_reads_in_kernel=3)))
+    first = scrape(store)
+    assert first[key("kvmhole_pci_hole_reads_total", guest="leaves", served="kernel")] == 10
+    second = scrape(store)
+    assert not [key for key in second if ("guest", "leaves") in key[1]]
+    assert [key for key in second if ("guest", "stays") in key[1]]
+
+
+def test_guest_reported_dead_is_served_once_even_if_the_source_keeps_it():
+    dead = guest(2, "done", hole_reads_in_kernel=5, alive=False)
+    store = store_with(snapshot(dead))
+    assert [key for key in scrape(store) if ("guest", "done") in key[1]]
+    store.update(snapshot(dead))
+    assert not [key for key in scrape(store) if ("guest", "done") in key[1]]
+
+
+def test_guests_sharing_a_name_do_not_collide():
+    samples = scrape(store_with(snapshot(guest(11, "twin"), guest(12, "twin"))))
+    names = {dict(labels)["guest"] for (name, labels) in samples
+             if name == "kvmhole_guest_info"}
+    assert names == {"twin/11", "twin/12"}
+
+
+def test_failed_poll_reports_probe_down_and_keeps_counts():
+    store = store_with(snapshot(guest(1, "vm", hole_reads_in_kernel=4)))
+    store.probe_failed("BPF map vanished")
+    samples = scrape(store)
+    assert samples[key("kvmhole_probe_up")] == 0
+    assert samples[key("kvmhole_pci_hole_reads_total", guest="vm", served="kernel")] == 4
+
+
+def test_nothing_is_served_before_the_first_snapshot():
+    assert scrape(LatestSnapshot()) == {}
+
+
+def test_served_metrics_pass_promtool(tmp_path):
+    kernel_time = Histogram()
+    kernel_time.counts[0], kernel_time.sum_s = 4, 1e-6
+    busy = guest(3, "busy", hole_reads_in_kernel=9, hole_read_exits=1, hole_write_exits=1,
+                 userspace_exits={"MMIO": 2, "IO": 5, "HLT": 1}, kernel_time=kernel_time)
+    busy.roundtrip.counts[3], busy.roundtrip.sum_s = 8, 1.6e-5
+    store = store_with(snapshot(busy, guest(4, "idle"),
+                                probe=ProbeHealth("vmx/svm", lost_events=2)))
+    with listening("127.0.0.1:0", store) as address, \
+            urllib.request.urlopen(f"http://{address}/metrics", timeout=10) as reply:
+        text = reply.read()
+    done = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True,
+                          timeout=60)
+    assert done.returncode == 0, (done.stdout + done.stderr).decode()
+    assert b'kvmhole_hole_kernel_seconds_count{guest="busy",vmm="kvmhole"} 4.0' in text
