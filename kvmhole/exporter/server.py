@@ -20,8 +20,8 @@ def parse_listen(text: str) -> tuple[str, int]:
     """'HOST:PORT', '[V6]:PORT' or ':PORT' (localhost) -> (host, port)."""
     host, sep, port = text.rpartition(":")
     if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
-        raise ConfigError(f"bad listen address {text!r}: expected HOST:PORT with a port "
-                          f"1-65535 (e.g. {DEFAULT_LISTEN})")
+        raise ConfigError(f"bad listen address {text!r}: expected HOST:PORT, e.g. "
+                          f"{DEFAULT_LISTEN} (port 0 picks a free one)")
     host = host.removeprefix("[").removesuffix("]") or "127.0.0.1"
     return host, int(port)
 

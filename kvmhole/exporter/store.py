@@ -40,6 +40,11 @@ class LatestSnapshot:
                 probe = dataclasses.replace(self._snapshot.probe, up=False, message=message)
                 self._snapshot = dataclasses.replace(self._snapshot, probe=probe)
 
+    def peek(self) -> Snapshot | None:
+        """The newest snapshot as the source gave it, without counting as a scrape."""
+        with self._lock:
+            return self._snapshot
+
     def for_scrape(self) -> Snapshot | None:
         """The snapshot one scrape serves; exited guests in it are then forgotten."""
         with self._lock:
