@@ -1,0 +1,128 @@
+"""Loading bpf/kvmhole.bpf.c with bcc and reading its maps into plain Python values."""
+
+import contextlib
+import ctypes
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kvmhole.probes import ProbeUnavailable, host
+from kvmhole.probes.plan import ProbePlan
+
+SOURCE = Path(__file__).resolve().parents[2] / "bpf" / "kvmhole.bpf.c"
+MAX_HOLES = 16
+REASON_ERROR = 32  # bpf: NR_REASONS, KVM_RUN failed with an errno other than EINTR
+
+# KVM_EXIT_* numbers (uapi/linux/kvm.h) -> the names kvmhole's VMM uses for exits.
+EXIT_REASONS = {
+    0: "UNKNOWN", 1: "EXCEPTION", 2: "IO", 3: "HYPERCALL", 4: "DEBUG", 5: "HLT", 6: "MMIO",
+    7: "IRQ_WINDOW_OPEN", 8: "SHUTDOWN", 9: "FAIL_ENTRY", 10: "INTR", 11: "SET_TPR",
+    12: "TPR_ACCESS", 16: "NMI", 17: "INTERNAL_ERROR", 24: "SYSTEM_EVENT", 26: "IOAPIC_EOI",
+    27: "HYPERV", 29: "X86_RDMSR", 30: "X86_WRMSR", REASON_ERROR: "ERROR",
+}
+
+
+@dataclass
+class RawCounts:
+    """One guest's counters as the BPF maps hold them (cumulative since they were created)."""
+
+    kernel_reads: int = 0
+    read_exits: int = 0
+    write_exits: int = 0
+    exits: dict[str, int] = field(default_factory=dict)
+    roundtrip: list[int] = field(default_factory=list)
+    roundtrip_sum_ns: int = 0
+    kernel_time: list[int] = field(default_factory=list)
+    kernel_time_sum_ns: int = 0
+
+
+class ExitEvent(ctypes.Structure):
+    _fields_ = [("pid", ctypes.c_uint32), ("tid", ctypes.c_uint32), ("reason", ctypes.c_uint32),
+                ("pad", ctypes.c_uint32), ("addr", ctypes.c_uint64),
+                ("latency_ns", ctypes.c_uint64)]
+
+
+class ProbeProgram:
+    def __init__(self, plan: ProbePlan, auto_track: bool, events: bool):
+        host.prepare()
+        from bcc import BPF  # only after prepare(): bcc reads BCC_KERNEL_SOURCE when compiling
+
+        cflags = ["-Wno-macro-redefined"]
+        if plan.path == "emulated":
+            cflags.append("-DEMULATED_PATH")
+        elif plan.path == "vmx/svm":
+            cflags.append("-DVMX_PATH")
+        if auto_track:
+            cflags.append("-DAUTO_TRACK")
+        if events:
+            cflags.append("-DEVENTS")
+        try:
+            self.bpf = BPF(src_file=str(SOURCE), cflags=cflags)
+        except Exception as error:  # bcc raises bare Exception for compile and load failures
+            raise ProbeUnavailable(f"loading {SOURCE.name} failed ({error}): "
+                                   "run `kvmhole doctor`") from None
+        self.holes = self.bpf["holes"]
+        self.counts = self.bpf["counts"]
+        self.vcpus = self.bpf["vcpus"]
+        self.events = events
+
+    def _holes_leaf(self, ranges: list[tuple[int, int]], comm: bytes = b""):
+        leaf = self.holes.Leaf()
+        ranges = sorted(ranges)[:MAX_HOLES]
+        leaf.n = len(ranges)
+        for i, (start, end) in enumerate(ranges):
+            leaf.start[i], leaf.end[i] = start, end
+        leaf.comm = comm[:15]
+        return leaf
+
+    def set_default_holes(self, ranges: list[tuple[int, int]]) -> None:
+        table = self.bpf["default_holes"]
+        table[table.Key(0)] = self._holes_leaf(ranges)
+
+    def track(self, pid: int, ranges: list[tuple[int, int]]) -> None:
+        """Count guest `pid` with these hole ranges (keeping the name BPF recorded)."""
+        key = self.holes.Key(pid)
+        old = self.holes.get(key)
+        self.holes[key] = self._holes_leaf(ranges, bytes(old.comm) if old else b"")
+
+    def comm(self, pid: int) -> str:
+        leaf = self.holes.get(self.holes.Key(pid))
+        return bytes(leaf.comm).split(b"\0")[0].decode(errors="replace") if leaf else ""
+
+    def read(self) -> dict[int, RawCounts]:
+        found = {}
+        for key, leaf in self.counts.items():
+            found[key.value] = RawCounts(
+                kernel_reads=leaf.kernel_reads, read_exits=leaf.read_exits,
+                write_exits=leaf.write_exits,
+                exits={EXIT_REASONS.get(i, str(i)): n for i, n in enumerate(leaf.exits) if n},
+                roundtrip=list(leaf.rt), roundtrip_sum_ns=leaf.rt_sum_ns,
+                kernel_time=list(leaf.kt), kernel_time_sum_ns=leaf.kt_sum_ns)
+        return found
+
+    def forget(self, pid: int) -> None:
+        """Drop every map entry of an exited guest."""
+        for table in (self.holes, self.counts):
+            with contextlib.suppress(KeyError):
+                del table[table.Key(pid)]
+        for key, leaf in list(self.vcpus.items()):
+            if leaf.tgid == pid:
+                with contextlib.suppress(KeyError):
+                    del self.vcpus[key]
+
+    def lost_events(self) -> int:
+        if not self.events:
+            return 0
+        table = self.bpf["lost"]
+        return table[table.Key(0)].value
+
+    def open_events(self, callback) -> None:
+        """callback(ExitEvent) for every userspace exit, once its round trip is known."""
+        def handle(_ctx, data, _size):
+            callback(ctypes.cast(data, ctypes.POINTER(ExitEvent)).contents)
+        self.bpf["events"].open_ring_buffer(handle)
+
+    def poll_events(self, timeout_ms: int) -> None:
+        self.bpf.ring_buffer_poll(timeout_ms)
+
+    def close(self) -> None:
+        self.bpf.cleanup()

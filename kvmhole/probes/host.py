@@ -1,0 +1,117 @@
+"""What bcc needs from the host, set up by kvmhole itself: root, tracefs, kernel headers.
+
+Every failure raises ProbeUnavailable with one line saying how to fix it, the same
+advice `kvmhole doctor` prints.
+"""
+
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from kvmhole.probes import ProbeUnavailable
+
+TRACEFS = Path("/sys/kernel/tracing")
+HEADER_CACHE = Path("/var/cache/kvmhole")
+HEADER_SOURCES = Path("/usr/src")
+
+
+def require_root() -> None:
+    if os.geteuid() != 0:
+        raise ProbeUnavailable("loading BPF programs needs root (CAP_BPF and CAP_PERFMON): "
+                               "run kvmhole as root, e.g. with sudo")
+
+
+def _mounted(path: Path, fstype: str) -> bool:
+    try:
+        mounts = Path("/proc/self/mounts").read_text().splitlines()
+    except OSError:
+        return False
+    return any(f"{fields[1]} {fields[2]}" == f"{path} {fstype}"
+               for fields in (line.split() for line in mounts) if len(fields) > 2)
+
+
+def ensure_tracefs() -> Path:
+    """Mount tracefs if it is not (a fresh machine has none): bcc reads formats from it."""
+    if _mounted(TRACEFS, "tracefs"):
+        return TRACEFS
+    done = subprocess.run(["mount", "-t", "tracefs", "nodev", str(TRACEFS)],
+                          capture_output=True, text=True)
+    if done.returncode != 0 or not _mounted(TRACEFS, "tracefs"):
+        why = done.stderr.strip() or "it is still not mounted"
+        raise ProbeUnavailable(f"tracefs is not mounted at {TRACEFS} and mounting it failed "
+                               f"({why}): mount -t tracefs nodev {TRACEFS} as root")
+    return TRACEFS
+
+
+def _version_key(name: str) -> tuple:
+    return tuple(int(p) if p.isdigit() else p for p in name.replace("-", ".").split("."))
+
+
+def _header_pair() -> tuple[Path, Path] | None:
+    """The newest Debian (-common, -<arch>) header directories, if installed."""
+    arch = "amd64" if platform.machine() == "x86_64" else platform.machine()
+    if not HEADER_SOURCES.is_dir():
+        return None
+    found = []
+    for common in HEADER_SOURCES.glob("linux-headers-*-common"):
+        version = common.name[len("linux-headers-"):-len("-common")]
+        flavour = HEADER_SOURCES / f"linux-headers-{version}-{arch}"
+        if flavour.is_dir():
+            found.append((version, common, flavour))
+    if not found:
+        return None
+    _, common, flavour = max(found, key=lambda f: _version_key(f[0]))
+    return common, flavour
+
+
+def kernel_source() -> Path:
+    """A kernel header tree bcc can compile against, building a merged one if needed.
+
+    The running kernel's own headers (/lib/modules/$(uname -r)/build) win. Otherwise
+    Debian splits headers into -common and -<arch> halves and bcc needs both in one
+    tree: a symlink farm of the two, cached under /var/cache/kvmhole. Tracepoint
+    programs take their argument layout from tracefs, so an older header version is fine.
+    """
+    own = Path("/lib/modules") / platform.release() / "build"
+    if (own / "include").is_dir():
+        return own
+    pair = _header_pair()
+    if pair is None:
+        raise ProbeUnavailable(
+            f"no kernel headers for bcc: neither {own} nor linux-headers-*-common in "
+            f"{HEADER_SOURCES}: apt-get install linux-headers-amd64 (any version works)")
+    common, flavour = pair
+    merged = HEADER_CACHE / f"headers-{flavour.name[len('linux-headers-'):]}"
+    if (merged / "include").is_dir():
+        return merged
+    try:
+        HEADER_CACHE.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=HEADER_CACHE, prefix=".headers-"))
+        tree = tmp / "tree"
+        steps = (["cp", "-as", str(common), str(tree)],
+                 ["cp", "-as", "--remove-destination", f"{flavour}/.", f"{tree}/"])
+        for step in steps:
+            done = subprocess.run(step, capture_output=True, text=True)
+            if done.returncode != 0:
+                raise ProbeUnavailable(f"merging kernel headers into {merged} failed: "
+                                       f"{done.stderr.strip()}")
+        try:
+            tree.rename(merged)  # atomic: a concurrent monitor sees all or nothing
+        except OSError:
+            if not (merged / "include").is_dir():
+                raise
+        shutil.rmtree(tmp, ignore_errors=True)
+    except OSError as error:
+        raise ProbeUnavailable(f"cannot build the merged kernel header tree in {HEADER_CACHE}: "
+                               f"{error.strerror}: run as root") from None
+    return merged
+
+
+def prepare() -> None:
+    """Everything bcc needs before BPF(...) is called."""
+    require_root()
+    ensure_tracefs()
+    os.environ["BCC_KERNEL_SOURCE"] = str(kernel_source())

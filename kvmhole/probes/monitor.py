@@ -1,0 +1,127 @@
+"""The monitor: loads the probes, keeps the set of guests, turns BPF maps into Snapshots.
+
+Guests are picked up as they appear: with no pid filter, BPF itself starts
+tracking any process that enters KVM_RUN (with the preset's hole ranges until
+the registry says better), so a guest that starts and ends between two polls is
+still counted. A guest that has exited is reported once more with alive=False,
+then its map entries are dropped.
+"""
+
+import time
+
+from kvmhole.probes import discovery
+from kvmhole.probes.bpf import ProbeProgram, RawCounts
+from kvmhole.probes.plan import probe_plan
+from kvmhole.probes.snapshot import GuestStats, Histogram, ProbeHealth, Snapshot
+from kvmhole.vmm import registry
+
+RATE_COUNTERS = ("hole_reads_in_kernel", "hole_read_exits", "hole_write_exits",
+                 "hole_exits_userspace", "userspace_exits")
+
+
+class Monitor:
+    """Context manager over the loaded probes; poll() gives the snapshot of now."""
+
+    def __init__(self, pids: set[int] | None = None,
+                 hole_ranges: dict[int, list[tuple[int, int]]] | None = None,
+                 preset: str | None = None, events: bool = False):
+        self.pids = set(pids) if pids is not None else None
+        self.hole_ranges = {pid: list(r) for pid, r in (hole_ranges or {}).items()}
+        self.default_holes = discovery.preset_ranges(preset)
+        self.plan = probe_plan()
+        self.program = ProbeProgram(self.plan, auto_track=self.pids is None, events=events)
+        self.program.set_default_holes(self.default_holes)
+        self._identities: dict[int, discovery.Identity] = {}
+        self._previous: dict[int, dict[str, float]] = {}
+        self._last_poll = time.time()
+        for pid in sorted((self.pids or set()) | set(self.hole_ranges)):
+            self.program.track(pid, self.hole_ranges.get(pid, self.default_holes))
+        self._registry_pass()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _wanted(self, pid: int) -> bool:
+        return self.pids is None or pid in self.pids
+
+    def _registry_pass(self) -> None:
+        """Name kvmhole guests and give them their exact hole ranges from the registry."""
+        for pid, entry in registry.entries().items():
+            if not self._wanted(pid) or pid in self._identities:
+                continue
+            identity = discovery.from_registry(entry)
+            self._identities[pid] = identity
+            self.program.track(pid, self.hole_ranges.get(pid) or identity.holes
+                               or self.default_holes)
+
+    def _identity(self, pid: int) -> discovery.Identity:
+        if pid not in self._identities:
+            identity = discovery.from_process(pid, self.program.comm(pid))
+            identity.holes = self.hole_ranges.get(pid, self.default_holes)
+            self._identities[pid] = identity
+        return self._identities[pid]
+
+    def poll(self) -> Snapshot:
+        """Read the BPF maps now; rates are over the time since the previous poll."""
+        self._registry_pass()
+        now = time.time()
+        interval = max(now - self._last_poll, 1e-9)
+        raw = self.program.read()
+        for pid in self._identities:  # known guests that have not run yet show as zeros
+            if self._wanted(pid) and discovery.alive(pid):
+                raw.setdefault(pid, RawCounts())
+        if self.pids is not None:
+            raw = {pid: counts for pid, counts in raw.items() if pid in self.pids}
+        guests, gone = [], []
+        for pid in sorted(raw):
+            stats = self._stats(pid, raw[pid], interval)
+            stats.alive = discovery.alive(pid)
+            guests.append(stats)
+            if not stats.alive:
+                gone.append(pid)
+        for pid in gone:  # reported once with alive=False; now forgotten
+            self.program.forget(pid)
+            self._identities.pop(pid, None)
+            self._previous.pop(pid, None)
+        self._last_poll = now
+        health = ProbeHealth(path=self.plan.path, lost_events=self.program.lost_events(),
+                             tracepoints=self.plan.tracepoints, message=self.plan.message)
+        return Snapshot(ts=now, interval_s=interval, probe=health, guests=guests)
+
+    def _stats(self, pid: int, raw: RawCounts, interval: float) -> GuestStats:
+        who = self._identity(pid)
+        stats = GuestStats(
+            pid=pid, name=who.name, vmm=who.vmm, strategy=who.strategy,
+            holes=list(who.holes or []), hole_reads_in_kernel=raw.kernel_reads,
+            hole_read_exits=raw.read_exits, hole_write_exits=raw.write_exits,
+            userspace_exits=dict(raw.exits),
+            roundtrip=Histogram(counts=raw.roundtrip, sum_s=raw.roundtrip_sum_ns / 1e9))
+        if self.plan.path == "vmx/svm":
+            stats.kernel_time = Histogram(counts=raw.kernel_time,
+                                          sum_s=raw.kernel_time_sum_ns / 1e9)
+        current = {
+            "hole_reads_in_kernel": stats.hole_reads_in_kernel,
+            "hole_read_exits": stats.hole_read_exits,
+            "hole_write_exits": stats.hole_write_exits,
+            "hole_exits_userspace": stats.hole_exits_userspace,
+            "userspace_exits": sum(stats.userspace_exits.values()),
+        }
+        before = self._previous.get(pid, dict.fromkeys(RATE_COUNTERS, 0))
+        stats.rates = {k: (current[k] - before[k]) / interval for k in RATE_COUNTERS}
+        self._previous[pid] = current
+        return stats
+
+    def events(self, callback) -> None:
+        """Stream every userspace exit to callback(ExitEvent) (Monitor(events=True) only)."""
+        self.program.open_events(callback)
+
+    def poll_events(self, timeout_ms: int) -> None:
+        self.program.poll_events(timeout_ms)
+
+    def close(self) -> None:
+        if self.program is not None:
+            self.program.close()
+            self.program = None
