@@ -7,12 +7,16 @@ still counted. A guest that has exited is reported once more with alive=False,
 then its map entries are dropped.
 """
 
+import json
+import threading
 import time
+from pathlib import Path
 
 from kvmhole.probes import discovery
 from kvmhole.probes.bpf import ProbeProgram, RawCounts
 from kvmhole.probes.plan import probe_plan
 from kvmhole.probes.snapshot import GuestStats, Histogram, ProbeHealth, Snapshot
+from kvmhole.probes.watch import RegistryWatcher
 from kvmhole.vmm import registry
 
 RATE_COUNTERS = ("hole_reads_in_kernel", "hole_read_exits", "hole_write_exits",
@@ -32,11 +36,14 @@ class Monitor:
         self.program = ProbeProgram(self.plan, auto_track=self.pids is None, events=events)
         self.program.set_default_holes(self.default_holes)
         self._identities: dict[int, discovery.Identity] = {}
+        self._lock = threading.Lock()  # the registry watcher thread adds identities
         self._previous: dict[int, dict[str, float]] = {}
         self._last_poll = time.time()
         for pid in sorted((self.pids or set()) | set(self.hole_ranges)):
             self.program.track(pid, self.hole_ranges.get(pid, self.default_holes))
-        self._registry_pass()
+        self.watcher = RegistryWatcher(registry.registry_dir(), self._registry_file)
+        for pid, entry in registry.entries().items():
+            self._adopt(pid, entry)
 
     def __enter__(self):
         return self
@@ -47,30 +54,41 @@ class Monitor:
     def _wanted(self, pid: int) -> bool:
         return self.pids is None or pid in self.pids
 
-    def _registry_pass(self) -> None:
-        """Name kvmhole guests and give them their exact hole ranges from the registry."""
-        for pid, entry in registry.entries().items():
-            if not self._wanted(pid) or pid in self._identities:
-                continue
-            identity = discovery.from_registry(entry)
+    def _registry_file(self, path: Path) -> None:
+        try:
+            entry = json.loads(path.read_text())
+            pid = int(entry["pid"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return  # already removed again, or not an entry
+        self._adopt(pid, entry)
+
+    def _adopt(self, pid: int, entry: dict) -> None:
+        """Name a kvmhole guest and give it its exact hole ranges from the registry."""
+        if not self._wanted(pid):
+            return
+        identity = discovery.from_registry(entry)
+        holes = self.hole_ranges.get(pid) or identity.holes or self.default_holes
+        identity.holes = holes
+        with self._lock:
+            if self.program is None or pid in self._identities:
+                return
             self._identities[pid] = identity
-            self.program.track(pid, self.hole_ranges.get(pid) or identity.holes
-                               or self.default_holes)
+            self.program.track(pid, holes)
 
     def _identity(self, pid: int) -> discovery.Identity:
-        if pid not in self._identities:
-            identity = discovery.from_process(pid, self.program.comm(pid))
-            identity.holes = self.hole_ranges.get(pid, self.default_holes)
-            self._identities[pid] = identity
-        return self._identities[pid]
+        with self._lock:
+            if pid not in self._identities:
+                identity = discovery.from_process(pid, self.program.comm(pid))
+                identity.holes = self.hole_ranges.get(pid, self.default_holes)
+                self._identities[pid] = identity
+            return self._identities[pid]
 
     def poll(self) -> Snapshot:
         """Read the BPF maps now; rates are over the time since the previous poll."""
-        self._registry_pass()
         now = time.time()
         interval = max(now - self._last_poll, 1e-9)
         raw = self.program.read()
-        for pid in self._identities:  # known guests that have not run yet show as zeros
+        for pid in list(self._identities):  # known guests that have not run yet: zeros
             if self._wanted(pid) and discovery.alive(pid):
                 raw.setdefault(pid, RawCounts())
         if self.pids is not None:
@@ -82,10 +100,11 @@ class Monitor:
             guests.append(stats)
             if not stats.alive:
                 gone.append(pid)
-        for pid in gone:  # reported once with alive=False; now forgotten
-            self.program.forget(pid)
-            self._identities.pop(pid, None)
-            self._previous.pop(pid, None)
+        with self._lock:
+            for pid in gone:  # reported once with alive=False; now forgotten
+                self.program.forget(pid)
+                self._identities.pop(pid, None)
+                self._previous.pop(pid, None)
         self._last_poll = now
         health = ProbeHealth(path=self.plan.path, lost_events=self.program.lost_events(),
                              tracepoints=self.plan.tracepoints, message=self.plan.message)
@@ -122,6 +141,8 @@ class Monitor:
         self.program.poll_events(timeout_ms)
 
     def close(self) -> None:
-        if self.program is not None:
-            self.program.close()
-            self.program = None
+        self.watcher.close()
+        with self._lock:
+            if self.program is not None:
+                self.program.close()
+                self.program = None

@@ -1,0 +1,80 @@
+/*
+ * A multiboot ECAM scanner for QEMU q35: like kvmhole's ecam-scan guest, read the
+ * vendor/device dword of every bus/device/function page of the ECAM window at
+ * 0xB0000000 until `pages=N` (from the command line, -append) reads returned
+ * all-ones, then print its own counts on debugcon (port 0xe9) as the tests'
+ * ground truth and leave through isa-debug-exit (port 0xf4).
+ */
+#include <stdint.h>
+
+#define ECAM_BASE 0xB0000000u
+#define ECAM_PAGES (256u * 256u)     /* 256 MiB: 256 buses x 32 devices x 8 functions */
+#define DEBUGCON 0xe9
+#define DEBUG_EXIT 0xf4
+#define MB_INFO_CMDLINE (1u << 2)
+
+struct multiboot_info {
+	uint32_t flags, mem_lower, mem_upper, boot_device, cmdline;
+};
+
+static inline void outb(uint16_t port, uint8_t value)
+{
+	__asm__ volatile("outb %0, %1" : : "a"(value), "Nd"(port));
+}
+
+static void print(const char *s)
+{
+	while (*s)
+		outb(DEBUGCON, (uint8_t)*s++);
+}
+
+static void print_u32(uint32_t v)
+{
+	char buf[11];
+	int i = sizeof(buf) - 1;
+	buf[i] = 0;
+	do {
+		buf[--i] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	print(&buf[i]);
+}
+
+/* The value of "pages=" in the command line, or `fallback`. */
+static uint32_t pages_arg(const struct multiboot_info *mbi, uint32_t fallback)
+{
+	if (!(mbi->flags & MB_INFO_CMDLINE))
+		return fallback;
+	for (const char *s = (const char *)mbi->cmdline; *s; s++) {
+		const char *key = "pages=";
+		const char *p = s;
+		while (*key && *p == *key)
+			p++, key++;
+		if (*key)
+			continue;
+		uint32_t n = 0;
+		while (*p >= '0' && *p <= '9')
+			n = n * 10 + (uint32_t)(*p++ - '0');
+		return n;
+	}
+	return fallback;
+}
+
+void kmain(const struct multiboot_info *mbi)
+{
+	uint32_t want = pages_arg(mbi, 8192), holes = 0, present = 0;
+
+	for (uint32_t page = 0; holes < want && page < ECAM_PAGES; page++) {
+		volatile uint32_t *id = (volatile uint32_t *)(ECAM_BASE + (page << 12));
+		if (*id == 0xffffffffu)
+			holes++;
+		else
+			present++;
+	}
+	print("kvmhole-multiboot: hole_reads=");
+	print_u32(holes);
+	print(" present_reads=");
+	print_u32(present);
+	print("\n");
+	outb(DEBUG_EXIT, holes == want ? 0 : 1);  /* QEMU exits with (value << 1) | 1 */
+}
