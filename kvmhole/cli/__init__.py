@@ -15,6 +15,7 @@ COMMANDS = {
     "run": "kvmhole.cli.run:run",
     "bench": "kvmhole.cli.bench:bench",
     "demo": "kvmhole.cli.demo:demo",
+    "trace": "kvmhole.cli.trace:trace",
 }
 
 

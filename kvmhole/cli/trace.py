@@ -1,0 +1,113 @@
+"""kvmhole trace: per-interval rows per guest (or NDJSON), and optionally every exit."""
+
+import json
+import sys
+import time
+
+import click
+
+from kvmhole.probes.discovery import PRESETS, parse_hole_range
+from kvmhole.probes.snapshot import GuestStats
+
+
+@click.command()
+@click.option("-p", "--pid", "pids", type=int, multiple=True,
+              help="Watch only this VMM process (repeatable); default: every guest.")
+@click.option("--interval", type=click.FloatRange(min=0, min_open=True), default=1.0,
+              show_default=True, help="Seconds between rows.")
+@click.option("--count", type=click.IntRange(min=1), default=None,
+              help="Stop after this many intervals.")
+@click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Stop after this many seconds.")
+@click.option("--json", "as_json", is_flag=True,
+              help="One JSON object a line per guest and interval (cumulative counters).")
+@click.option("--events", is_flag=True,
+              help="Also print every userspace exit (pid, tid, reason, address, latency).")
+@click.option("--hole-range", "hole_ranges", multiple=True, metavar="PID:START-END",
+              help="Hole range of a VMM kvmhole did not start (repeatable).")
+@click.option("--preset", type=click.Choice(sorted(PRESETS)), default=None,
+              help="Hole ranges for VMMs with no registry entry and no --hole-range "
+                   "[default: q35, 0xb0000000 + 256 MiB].")
+def trace(pids, interval, count, duration, as_json, events, hole_ranges, preset):
+    """Count, per guest, PCI-hole reads served in the kernel and exits to userspace."""
+    from kvmhole.probes.monitor import Monitor  # loads bcc: only when tracing
+
+    ranges: dict[int, list[tuple[int, int]]] = {}
+    for spec in hole_ranges:
+        pid, span = parse_hole_range(spec)
+        ranges.setdefault(pid, []).append(span)
+    with Monitor(pids=set(pids) or None, hole_ranges=ranges, preset=preset,
+                 events=events) as monitor:
+        click.echo(f"kvmhole trace: probes attached ({monitor.plan.path} path); "
+                   "Ctrl-C to stop", err=True)
+        if events:
+            monitor.events(lambda e: _print_event(e, as_json))
+        started, rows = time.monotonic(), 0
+        try:
+            while count is None or rows < count:
+                wait = interval
+                if duration is not None:
+                    wait = min(wait, started + duration - time.monotonic())
+                    if wait <= 0:
+                        break
+                _wait(monitor, wait, events)
+                snapshot = monitor.poll()
+                rows += 1
+                for guest in snapshot.guests:
+                    click.echo(json.dumps(_row(snapshot.ts, guest)) if as_json
+                               else _text(snapshot.ts, guest))
+                sys.stdout.flush()
+        except KeyboardInterrupt:
+            pass
+
+
+def _wait(monitor, seconds: float, events: bool) -> None:
+    if not events:
+        time.sleep(seconds)
+        return
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        monitor.poll_events(max(1, int(left * 1000)))
+
+
+def _row(ts: float, g: GuestStats) -> dict:
+    return {
+        "ts": round(ts, 6), "pid": g.pid, "guest": g.name, "vmm": g.vmm,
+        "strategy": g.strategy, "alive": g.alive,
+        "hole_reads_in_kernel": g.hole_reads_in_kernel,
+        "hole_exits_userspace": g.hole_exits_userspace,
+        "hole_read_exits": g.hole_read_exits, "hole_write_exits": g.hole_write_exits,
+        "userspace_exits": g.userspace_exits,
+        "rates": {k: round(v, 3) for k, v in g.rates.items()},
+        "roundtrip": {"count": g.roundtrip.count, "sum_s": g.roundtrip.sum_s,
+                      "p50_s": g.roundtrip.quantile(0.5), "p99_s": g.roundtrip.quantile(0.99)},
+    }
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value * 1e6:.1f}us" if value < 1e-3 else f"{value * 1e3:.1f}ms"
+
+
+def _text(ts: float, g: GuestStats) -> str:
+    exits = " ".join(f"{k} {v}" for k, v in sorted(g.userspace_exits.items())) or "none"
+    state = "" if g.alive else " [exited]"
+    return (f"{time.strftime('%H:%M:%S', time.localtime(ts))} {g.name} "
+            f"(pid {g.pid}, {g.vmm}/{g.strategy}){state}: hole reads in kernel "
+            f"{g.hole_reads_in_kernel} ({g.rates.get('hole_reads_in_kernel', 0):.0f}/s), "
+            f"hole exits {g.hole_read_exits} reads {g.hole_write_exits} writes, "
+            f"exits {exits}, round trip p50 <= {_seconds(g.roundtrip.quantile(0.5))}")
+
+
+def _print_event(event, as_json: bool) -> None:
+    from kvmhole.probes.bpf import EXIT_REASONS
+
+    reason = EXIT_REASONS.get(event.reason, str(event.reason))
+    if as_json:
+        click.echo(json.dumps({"event": "exit", "pid": event.pid, "tid": event.tid,
+                               "reason": reason, "addr": event.addr,
+                               "latency_s": event.latency_ns / 1e9}))
+    else:
+        click.echo(f"exit pid {event.pid} tid {event.tid} {reason} addr {event.addr:#x} "
+                   f"round trip {_seconds(event.latency_ns / 1e9)}")
