@@ -56,13 +56,13 @@ class ProbeProgram:
         if events:
             cflags.append("-DEVENTS")
         try:
-            self.bpf = BPF(src_file=str(SOURCE), cflags=cflags)
+            self.bpf = BPF(src_file=str(SOURCE).encode(), cflags=cflags)
         except Exception as error:  # bcc raises bare Exception for compile and load failures
             raise ProbeUnavailable(f"loading {SOURCE.name} failed ({error}): "
                                    "run `kvmhole doctor`") from None
-        self.holes = self.bpf["holes"]
-        self.counts = self.bpf["counts"]
-        self.vcpus = self.bpf["vcpus"]
+        self.holes = self.bpf[b"holes"]
+        self.counts = self.bpf[b"counts"]
+        self.vcpus = self.bpf[b"vcpus"]
         self.events = events
 
     def _holes_leaf(self, ranges: list[tuple[int, int]], comm: bytes = b""):
@@ -75,7 +75,7 @@ class ProbeProgram:
         return leaf
 
     def set_default_holes(self, ranges: list[tuple[int, int]]) -> None:
-        table = self.bpf["default_holes"]
+        table = self.bpf[b"default_holes"]
         table[table.Key(0)] = self._holes_leaf(ranges)
 
     def track(self, pid: int, ranges: list[tuple[int, int]]) -> None:
@@ -112,14 +112,14 @@ class ProbeProgram:
     def lost_events(self) -> int:
         if not self.events:
             return 0
-        table = self.bpf["lost"]
+        table = self.bpf[b"lost"]
         return table[table.Key(0)].value
 
     def open_events(self, callback) -> None:
         """callback(ExitEvent) for every userspace exit, once its round trip is known."""
         def handle(_ctx, data, _size):
             callback(ctypes.cast(data, ctypes.POINTER(ExitEvent)).contents)
-        self.bpf["events"].open_ring_buffer(handle)
+        self.bpf[b"events"].open_ring_buffer(handle)
 
     def poll_events(self, timeout_ms: int) -> None:
         self.bpf.ring_buffer_poll(timeout_ms)

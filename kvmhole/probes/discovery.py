@@ -19,6 +19,7 @@ class Identity:
     vmm: str
     strategy: str
     holes: list[tuple[int, int]] | None  # None: the caller decides (range or preset)
+    registered: bool = False  # from the kvmhole registry (else guessed from /proc)
 
 
 def preset_ranges(preset: str | None) -> list[tuple[int, int]]:
@@ -48,7 +49,8 @@ def parse_hole_range(spec: str) -> tuple[int, tuple[int, int]]:
 def from_registry(entry: dict) -> Identity:
     return Identity(name=entry.get("name") or f"kvmhole-{entry['pid']}",
                     vmm=entry.get("vmm", "kvmhole"), strategy=entry.get("strategy", "unknown"),
-                    holes=[(int(s), int(e)) for s, e in entry.get("holes", [])])
+                    holes=[(int(s), int(e)) for s, e in entry.get("holes", [])],
+                    registered=True)
 
 
 def _qemu_name(cmdline: list[str]) -> str | None:

@@ -70,12 +70,15 @@ class Monitor:
         holes = self.hole_ranges.get(pid) or identity.holes or self.default_holes
         identity.holes = holes
         with self._lock:
-            if self.program is None or pid in self._identities:
+            known = self._identities.get(pid)
+            if self.program is None or (known is not None and known.registered):
                 return
             self._identities[pid] = identity
             self.program.track(pid, holes)
 
     def _identity(self, pid: int) -> discovery.Identity:
+        if pid not in self._identities:  # the watcher thread may not have read it yet
+            self._registry_file(registry.registry_dir() / f"{pid}.json")
         with self._lock:
             if pid not in self._identities:
                 identity = discovery.from_process(pid, self.program.comm(pid))

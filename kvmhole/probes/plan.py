@@ -83,7 +83,7 @@ def self_test() -> ProbePlan:
     text = _COUNTER + "".join(
         f"TRACEPOINT_PROBE({system}, {event}) {{ return hit({i}); }}\n"
         for i, (system, event) in enumerate(WATCHED))
-    bpf = BPF(text=text)
+    bpf = BPF(text=text.encode())
     try:
         with tempfile.TemporaryDirectory() as run_dir:
             env = {**os.environ, "KVMHOLE_RUN_DIR": run_dir}  # invisible to other monitors
@@ -94,7 +94,7 @@ def self_test() -> ProbePlan:
             _, err = child.communicate(timeout=120)
         if child.returncode != 0:
             raise ProbeUnavailable(f"the probe self-test guest failed: {err.strip()[-300:]}")
-        seen = {k.tracepoint: v.value for k, v in bpf["hits"].items() if k.tgid == child.pid}
+        seen = {k.tracepoint: v.value for k, v in bpf[b"hits"].items() if k.tgid == child.pid}
         fired = {f"{s}:{e}": seen.get(i, 0) for i, (s, e) in enumerate(WATCHED)}
     finally:
         bpf.cleanup()
