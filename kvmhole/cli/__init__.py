@@ -16,6 +16,7 @@ COMMANDS = {
     "bench": "kvmhole.cli.bench:bench",
     "demo": "kvmhole.cli.demo:demo",
     "trace": "kvmhole.cli.trace:trace",
+    "doctor": "kvmhole.cli.doctor:doctor",
 }
 
 

@@ -24,23 +24,19 @@ def require_root() -> None:
                                "run kvmhole as root, e.g. with sudo")
 
 
-def _mounted(path: Path, fstype: str) -> bool:
-    try:
-        mounts = Path("/proc/self/mounts").read_text().splitlines()
-    except OSError:
-        return False
-    return any(f"{fields[1]} {fields[2]}" == f"{path} {fstype}"
-               for fields in (line.split() for line in mounts) if len(fields) > 2)
+def _tracefs_ready() -> bool:
+    # the event formats themselves, not /proc/mounts: a mount can be hidden by another
+    return (TRACEFS / "events" / "kvm").is_dir()
 
 
 def ensure_tracefs() -> Path:
     """Mount tracefs if it is not (a fresh machine has none): bcc reads formats from it."""
-    if _mounted(TRACEFS, "tracefs"):
+    if _tracefs_ready():
         return TRACEFS
     done = subprocess.run(["mount", "-t", "tracefs", "nodev", str(TRACEFS)],
                           capture_output=True, text=True)
-    if done.returncode != 0 or not _mounted(TRACEFS, "tracefs"):
-        why = done.stderr.strip() or "it is still not mounted"
+    if done.returncode != 0 or not _tracefs_ready():
+        why = (done.stderr.strip().splitlines() or ["no kvm events in it: is kvm loaded?"])[0]
         raise ProbeUnavailable(f"tracefs is not mounted at {TRACEFS} and mounting it failed "
                                f"({why}): mount -t tracefs nodev {TRACEFS} as root")
     return TRACEFS

@@ -1,0 +1,37 @@
+"""kvmhole doctor: what this host supports for the probes, what is missing, how to fix it."""
+
+import sys
+
+import click
+
+from kvmhole.probes import ProbeUnavailable
+
+
+@click.command()
+def doctor():
+    """Check root, /dev/kvm, tracefs, kernel headers, bcc and lockdown, then run the
+    probe self-test to see which KVM tracepoints fire here."""
+    from kvmhole.probes.checks import host_checks
+    from kvmhole.probes.plan import probe_plan
+
+    checks = host_checks()
+    for check in checks:
+        mark = "ok" if check.ok else ("MISSING" if check.required else "warning")
+        click.echo(f"{mark:8} {check.name:15} {check.detail}")
+    failed = [c.name for c in checks if c.required and not c.ok]
+    if failed:
+        click.echo(f"kvmhole: error: the probes cannot run here: fix {', '.join(failed)} "
+                   "(see above)", err=True)
+        sys.exit(1)
+    try:
+        plan = probe_plan(refresh=True)
+    except ProbeUnavailable as error:
+        click.echo(f"kvmhole: error: probe self-test: {error}", err=True)
+        sys.exit(1)
+    for tracepoint, hits in plan.fired.items():
+        click.echo(f"{'fires' if hits else 'silent':8} {tracepoint:37} {hits} hits in the "
+                   "self-test")
+    how = {"emulated": "page-walk leaves (this host emulates guests: kvm_exit never fires)",
+           "vmx/svm": "kvm_exit + kvm_page_fault (hardware virtualisation)",
+           "exits-only": plan.message}[plan.path]
+    click.echo(f"{'ok':8} {'probe path':15} {plan.path}: hole reads in kernel from {how}")
