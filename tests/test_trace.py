@@ -1,0 +1,72 @@
+"""kvmhole trace as a user runs it, beside a real guest."""
+
+import json
+import subprocess
+
+from tests.conftest import KVMHOLE, kvmhole, run_json
+
+
+def start_trace(*args: str) -> subprocess.Popen:
+    """`kvmhole trace ARGS`, returned once its probes are attached."""
+    trace = subprocess.Popen([*KVMHOLE, "trace", *args], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    for line in trace.stderr:
+        if "probes attached" in line:
+            return trace
+    raise AssertionError(f"kvmhole trace never attached: {trace.communicate()}")
+
+
+def lines(trace: subprocess.Popen) -> list[dict]:
+    out, err = trace.communicate(timeout=120)
+    assert trace.returncode == 0, err
+    return [json.loads(line) for line in out.splitlines()]
+
+
+def test_trace_json_beside_an_alias_guest(run_dir):
+    trace = start_trace("--json", "--interval", "0.5", "--duration", "4")
+    run = run_json("ecam-scan", "--hole", "alias")
+    rows = [r for r in lines(trace) if r["pid"] == run["pid"]]
+    assert rows, "the guest never showed up"
+    last = rows[-1]
+    assert (last["guest"], last["hole_reads_in_kernel"], last["hole_exits_userspace"]) == (
+        run["name"], 8192, 0)
+    assert last["userspace_exits"]["MMIO"] == run["kvm_stats"]["mmio_exits"]
+    assert {"ts", "pid", "guest", "userspace_exits"} <= set(last)
+    assert not last["alive"]
+
+
+def test_trace_events_stream_every_exit(run_dir):
+    trace = start_trace("--json", "--events", "--interval", "0.5", "--duration", "4")
+    run = run_json("ecam-scan", "--hole", "exit", "--pages", "200")
+    out = lines(trace)
+    events = [e for e in out if e.get("event") == "exit" and e["pid"] == run["pid"]]
+    mmio = [e for e in events if e["reason"] == "MMIO"]
+    assert len(mmio) == run["kvm_stats"]["mmio_exits"] == 201  # 200 holes + the host bridge
+    # the scan reads offset 0 of consecutive function pages from the ECAM base
+    assert [e["addr"] for e in mmio] == [run["hole_base"] + i * 4096 for i in range(201)]
+    assert all(e["latency_s"] > 0 for e in mmio)
+    row = [r for r in out if r.get("pid") == run["pid"] and "event" not in r][-1]
+    assert row["hole_exits_userspace"] == run["guest_hole_reads"] == 200
+
+
+def test_trace_pid_filter_and_text_rows(run_dir):
+    watched = subprocess.Popen([*KVMHOLE, "run", "mixed", "--hole", "alias"],
+                               stdout=subprocess.DEVNULL)  # runs until stopped
+    try:
+        trace = start_trace("-p", str(watched.pid), "--interval", "0.5", "--duration", "3")
+        run = run_json("ecam-scan", "--hole", "alias", "--pages", "10")
+        out, _ = trace.communicate(timeout=60)
+    finally:
+        watched.terminate()
+        watched.wait(timeout=60)
+    rows = out.splitlines()
+    assert rows and all(f"mixed-{watched.pid} (pid {watched.pid}, kvmhole/alias)" in row
+                        for row in rows), out
+    assert f"pid {run['pid']}" not in out
+
+
+def test_bad_hole_range_is_one_line():
+    done = kvmhole("trace", "--hole-range", "12:0xc0000000-0xb0000000", check=False)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        "kvmhole: error: bad hole range '12:0xc0000000-0xb0000000': START must be below END"]
