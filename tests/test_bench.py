@@ -56,6 +56,38 @@ def test_memory_section(bench):
             assert row["memslots"] == 1 + max(1, hole // MIB)
 
 
+def test_qemu_section(bench):
+    report, _ = bench
+    qemu = report["qemu"]
+    # The scan stops after `pages` all-ones reads; q35's present functions add a few.
+    assert qemu["pages"] <= qemu["reads_per_scan"] < qemu["pages"] + 64
+    for key in ("qemu_hole_us", "qemu_ram_us", "qemu_hole_cost_us", "qemu_boot_to_exit_s",
+                "kvmhole_exit_boot_to_exit_s", "kvmhole_alias_boot_to_exit_s"):
+        _consistent(qemu[key], qemu["reps"])
+    strategies = report["access_cost"]["strategies"]
+    assert qemu["versus_kvmhole"]["hole_cost_ratio_qemu_vs_kvmhole_exit"] == pytest.approx(
+        qemu["qemu_hole_cost_us"]["median"] / strategies["exit"]["hole_cost_us"]["median"])
+
+
+def test_probe_overhead_section(bench):
+    report, _ = bench
+    overhead = report["probe_overhead"]
+    assert set(overhead["strategies"]) == {"exit", "alias"}
+    _consistent(overhead["poll_ms"], 2 * overhead["reps"])
+    for s in overhead["strategies"].values():
+        _consistent(s["without_s"], overhead["reps"])
+        _consistent(s["with_s"], overhead["reps"])
+        assert s["slowdown"] == pytest.approx(s["with_s"]["median"] / s["without_s"]["median"])
+
+
+def test_views_section(bench):
+    report, _ = bench
+    scrape = report["views"]["exporter"]
+    assert scrape["guests"] == 64
+    assert scrape["bytes"] > 64 * 1000  # every guest's series are in one scrape
+    assert scrape["scrape_ms"]["n"] >= 1
+
+
 def test_out_writes_report_and_plots(bench):
     report, out = bench
     assert json.loads((out / "report.json").read_text()) == report

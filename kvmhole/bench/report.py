@@ -6,8 +6,9 @@ from rich.console import Console
 from rich.table import Table
 
 
-def _us(s: dict) -> str:
-    return f"{s['median']:.2f} ({s['min']:.2f}-{s['max']:.2f})"
+def _spread(s: dict, scale: float = 1.0) -> str:
+    """'median (min-max)' of a stats.spread() summary, times `scale`."""
+    return f"{s['median'] * scale:.2f} ({s['min'] * scale:.2f}-{s['max'] * scale:.2f})"
 
 
 def print_tables(report: dict, console: Console) -> None:
@@ -21,8 +22,8 @@ def print_tables(report: dict, console: Console) -> None:
                    "userspace exits per read"):
         table.add_column(column, justify="right")
     for name, s in cost["strategies"].items():
-        table.add_row(name, _us(s["per_read_us"]), _us(s["ram_per_read_us"]),
-                      _us(s["hole_cost_us"]), f"{s['userspace_exits_per_read']:.2f}")
+        table.add_row(name, _spread(s["per_read_us"]), _spread(s["ram_per_read_us"]),
+                      _spread(s["hole_cost_us"]), f"{s['userspace_exits_per_read']:.2f}")
     console.print(table)
     head = cost["headline"]
     console.print(
@@ -36,6 +37,46 @@ def print_tables(report: dict, console: Console) -> None:
                     f"{row['rss_bytes'] / 1e6:.1f} MB", f"{row['rss_added_bytes'] / 1e6:.1f} MB",
                     f"{row['uss_added_bytes'] / 1e6:.1f} MB")
     console.print(mem)
+    _print_qemu(report["qemu"], console)
+    _print_probe_overhead(report["probe_overhead"], console)
+    scrape = report["views"]["exporter"]
+    console.print(f"exporter, {scrape['guests']} guests: one /metrics scrape "
+                  f"{_spread(scrape['scrape_ms'])} ms, {scrape['bytes'] / 1e3:.0f} kB")
+
+
+def _print_qemu(qemu: dict, console: Console) -> None:
+    table = Table(title=f"QEMU q35 -accel kvm, the same scan ({qemu['reads_per_scan']} ECAM "
+                        f"reads x {qemu['reps']} runs, median, min-max)")
+    for column in ("measure", "value"):
+        table.add_column(column, justify="right")
+    table.add_row("QEMU per read, µs", _spread(qemu["qemu_hole_us"]))
+    table.add_row("QEMU RAM baseline per read, µs", _spread(qemu["qemu_ram_us"]))
+    table.add_row("QEMU hole cost per read, µs", _spread(qemu["qemu_hole_cost_us"]))
+    table.add_row("QEMU boot to exit, s", _spread(qemu["qemu_boot_to_exit_s"]))
+    table.add_row("kvmhole run --hole exit, boot to exit, s",
+                  _spread(qemu["kvmhole_exit_boot_to_exit_s"]))
+    table.add_row("kvmhole run --hole alias, boot to exit, s",
+                  _spread(qemu["kvmhole_alias_boot_to_exit_s"]))
+    console.print(table)
+    versus = qemu["versus_kvmhole"]
+    console.print(f"QEMU's hole cost / kvmhole exit's: "
+                  f"{versus['hole_cost_ratio_qemu_vs_kvmhole_exit']:.2f}x; QEMU per read / "
+                  f"kvmhole in-kernel per read: {versus['per_read_ratio_qemu_vs_in_kernel']:.2f}x")
+
+
+def _print_probe_overhead(overhead: dict, console: Console) -> None:
+    table = Table(title=f"probe overhead, ecam-scan {overhead['pages']} reads x "
+                        f"{overhead['reps']} runs (median, min-max, ms)")
+    for column in ("strategy", "without monitor", "with monitor", "slowdown",
+                   "added per access"):
+        table.add_column(column, justify="right")
+    for name, s in overhead["strategies"].items():
+        table.add_row(name, _spread(s["without_s"], 1e3), _spread(s["with_s"], 1e3),
+                      f"{s['slowdown']:.2f}x",
+                      f"{s['added_us_per_access']:.2f} µs")
+    console.print(table)
+    console.print(f"loading the probes: {overhead['load_s']:.2f} s; one poll: "
+                  f"{_spread(overhead['poll_ms'])} ms")
 
 
 def write_plots(report: dict, out: Path) -> list[Path]:
@@ -47,12 +88,13 @@ def write_plots(report: dict, out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     written = []
 
-    cost = report["access_cost"]["strategies"]
-    names = list(cost)
-    medians = [cost[n]["per_read_us"]["median"] for n in names]
-    errors = [[m - cost[n]["per_read_us"]["min"] for n, m in zip(names, medians, strict=True)],
-              [cost[n]["per_read_us"]["max"] - m for n, m in zip(names, medians, strict=True)]]
-    fig, ax = plt.subplots(figsize=(7, 4))
+    per_read = {name: s["per_read_us"] for name, s in report["access_cost"]["strategies"].items()}
+    per_read["QEMU q35"] = report["qemu"]["qemu_hole_us"]
+    names = list(per_read)
+    medians = [per_read[n]["median"] for n in names]
+    errors = [[m - per_read[n]["min"] for n, m in zip(names, medians, strict=True)],
+              [per_read[n]["max"] - m for n, m in zip(names, medians, strict=True)]]
+    fig, ax = plt.subplots(figsize=(8, 4))
     ax.bar(names, medians, yerr=errors, capsize=4, color="#4c72b0")
     ax.set_ylabel("µs per hole read (guest loop included)")
     ax.set_title("ecam-scan: cost of one hole read by strategy")

@@ -33,7 +33,7 @@ class _Bar:
 def bench(quick, as_json, out):
     """Measure what each hole strategy costs, side by side, on this machine."""
     stderr = Console(stderr=True)
-    columns = (TextColumn("{task.description:>12}"), BarColumn(), MofNCompleteColumn(),
+    columns = (TextColumn("{task.description:>14}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())
     with Progress(*columns, console=stderr, transient=False) as progress:
         result = runner.run(runner.Plan(quick=quick), _Bar(progress))

@@ -69,18 +69,21 @@ def _build(target: Path) -> None:
         os.replace(flat, target)  # atomic: a concurrent build never sees half a file
 
 
-def qemu_command(pages: int, debugcon: Path, name: str = "kvmhole-multiboot") -> list[str]:
+def qemu_command(pages: int, debugcon: str, name: str = "kvmhole-multiboot",
+                 ram: bool = False) -> list[str]:
+    """QEMU's command line; debugcon is a chardev ("file:PATH", "stdio"); ram=True scans
+    RAM instead of the hole (the per-access baseline)."""
     if shutil.which(QEMU) is None:
         raise KvmholeError(f"{QEMU} is missing: apt-get install qemu-system-x86")
     return [QEMU, "-name", name, "-M", "q35", "-accel", "kvm", "-m", "64", "-display", "none",
             "-serial", "none", "-monitor", "none", "-no-reboot", "-kernel", str(image()),
-            "-append", f"pages={pages}", "-debugcon", f"file:{debugcon}",
+            "-append", f"pages={pages} ram={int(ram)}", "-debugcon", debugcon,
             "-device", "isa-debug-exit,iobase=0xf4,iosize=1"]
 
 
 def start_qemu(pages: int, debugcon: Path, name: str = "kvmhole-multiboot") -> subprocess.Popen:
     """Start QEMU on the scanner; the Popen's pid is the VMM's (for -p and --hole-range)."""
-    return subprocess.Popen(qemu_command(pages, debugcon, name), stdin=subprocess.DEVNULL,
+    return subprocess.Popen(qemu_command(pages, f"file:{debugcon}", name), stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 

@@ -1,0 +1,73 @@
+"""Probe overhead: the guest's run time with and without the monitor attached.
+
+The Machine runs in this process, so the monitor watches exactly this pid.
+Loading the probes compiles BPF (seconds), so it is done once: runs without
+the monitor come before and after the runs with it, which brackets any drift
+of the machine. The monitor's counts are checked against the guest's own, so a
+probe that silently stopped counting cannot make the overhead look small.
+"""
+
+import os
+import time
+
+from kvmhole.bench.stats import ratio, spread
+from kvmhole.vmm import Machine, MachineConfig
+
+STRATEGIES = ("exit", "alias")
+
+
+def _run(strategy: str, pages: int):
+    return Machine(MachineConfig(guest="ecam-scan", hole=strategy, pages=pages)).run()
+
+
+def _counted(snapshot, strategy: str) -> int:
+    stats = snapshot.guest(os.getpid())
+    if stats is None:
+        return 0
+    return stats.hole_read_exits if strategy == "exit" else stats.hole_reads_in_kernel
+
+
+def measure(pages: int, reps: int, advance) -> dict:
+    from kvmhole.probes.monitor import Monitor  # bcc: only when this section runs
+
+    without = {s: [] for s in STRATEGIES}
+    with_monitor = {s: [] for s in STRATEGIES}
+    half = max(1, reps // 2)
+    for _ in range(half):
+        for strategy in STRATEGIES:
+            without[strategy].append(_run(strategy, pages).wall_s)
+        advance()
+    loaded = time.monotonic()
+    with Monitor(pids={os.getpid()}) as monitor:
+        load_s = time.monotonic() - loaded
+        poll_s = []
+        for _ in range(reps):
+            for strategy in STRATEGIES:
+                before = _counted(monitor.poll(), strategy)
+                result = _run(strategy, pages)
+                with_monitor[strategy].append(result.wall_s)
+                started = time.monotonic()
+                counted = _counted(monitor.poll(), strategy) - before
+                poll_s.append(time.monotonic() - started)
+                if counted != result.guest_hole_reads:
+                    raise RuntimeError(f"the monitor counted {counted} hole accesses of a "
+                                       f"{strategy} guest that made {result.guest_hole_reads}")
+            advance()
+    for _ in range(reps - half):
+        for strategy in STRATEGIES:
+            without[strategy].append(_run(strategy, pages).wall_s)
+        advance()
+    out = {"pages": pages, "reps": reps, "load_s": load_s, "poll_ms": spread(
+        [s * 1e3 for s in poll_s]), "strategies": {}}
+    for strategy in STRATEGIES:
+        bare, watched = spread(without[strategy]), spread(with_monitor[strategy])
+        out["strategies"][strategy] = {
+            "without_s": bare, "with_s": watched,
+            "slowdown": ratio(watched["median"], bare["median"]),
+            "added_us_per_access": (watched["median"] - bare["median"]) / pages * 1e6,
+        }
+    return out
+
+
+def steps(reps: int) -> int:
+    return 2 * reps

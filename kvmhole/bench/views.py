@@ -1,0 +1,68 @@
+"""What the views cost with many guests: one exporter scrape and one TUI refresh.
+
+64 guests do not fit on a 2-CPU machine as real VMs, and the views' cost does
+not depend on where the numbers come from: they read the same snapshot model.
+So the snapshots are synthetic, with every field filled (counters, rates, exits
+by reason, a populated round-trip histogram), and change every tick like a live
+monitor's would.
+"""
+
+import time
+import urllib.request
+
+from kvmhole.bench.stats import spread
+from kvmhole.probes.snapshot import ROUNDTRIP_BOUNDS_S, GuestStats, Histogram, ProbeHealth, Snapshot
+
+GUESTS = 64
+HOLE = [(0xB0008000, 0xC0000000)]
+STRATEGIES = ("alias", "dense", "exit", "native")
+
+
+def synthetic_snapshot(guests: int, tick: int) -> Snapshot:
+    """`guests` guests whose counters all advance with `tick`."""
+    stats = []
+    for i in range(guests):
+        strategy = STRATEGIES[i % len(STRATEGIES)]
+        kernel = 0 if strategy == "exit" else 1000 * (tick + 1) * (i + 1)
+        exits = 1000 * (tick + 1) * (i + 1) if strategy == "exit" else tick
+        counts = [0] * (len(ROUNDTRIP_BOUNDS_S) + 1)
+        for bucket in range(4, 12):
+            counts[bucket] = (tick + 1) * (i + bucket)
+        stats.append(GuestStats(
+            pid=10000 + i, name=f"guest-{i:02d}", vmm="kvmhole", strategy=strategy,
+            holes=HOLE, hole_reads_in_kernel=kernel, hole_read_exits=exits,
+            hole_write_exits=tick, userspace_exits={"MMIO": exits + tick, "IO": 10 * tick,
+                                                    "HLT": tick},
+            rates={"hole_reads_in_kernel": 1000.0 * (i + 1), "hole_read_exits": float(i),
+                   "hole_write_exits": 1.0, "hole_exits_userspace": float(i + 1),
+                   "userspace_exits": float(12 + i)},
+            roundtrip=Histogram(counts=counts, sum_s=sum(counts) * 8e-6)))
+    return Snapshot(ts=1.7e9 + tick, interval_s=1.0, probe=ProbeHealth("emulated"),
+                    guests=stats)
+
+
+def exporter_scrape(reps: int) -> dict:
+    """Wall time and size of one /metrics scrape over HTTP, the snapshot changing each time."""
+    from kvmhole.exporter.server import listening
+    from kvmhole.exporter.store import LatestSnapshot
+
+    store = LatestSnapshot()
+    times, size = [], 0
+    with listening("127.0.0.1:0", store) as address:
+        for tick in range(reps):
+            store.update(synthetic_snapshot(GUESTS, tick))
+            started = time.perf_counter()
+            with urllib.request.urlopen(f"http://{address}/metrics", timeout=30) as response:
+                size = len(response.read())
+            times.append((time.perf_counter() - started) * 1e3)
+    return {"guests": GUESTS, "scrape_ms": spread(times), "bytes": size}
+
+
+def measure(reps: int, advance) -> dict:
+    out = {"exporter": exporter_scrape(reps)}
+    advance()
+    return out
+
+
+def steps() -> int:
+    return 1
