@@ -1,17 +1,11 @@
 """The Grafana dashboard and the example rules, checked by promtool and against a
-real Prometheus (Debian's package) scraping a real exporter.
-
-This module also holds the Prometheus harness the live end-to-end test uses.
+real Prometheus (Debian's package) scraping an in-process exporter over synthetic
+snapshots. test_dashboards_live.py does the same against real guests.
 """
 
 import json
 import re
-import socket
-import subprocess
 import time
-import urllib.parse
-import urllib.request
-from pathlib import Path
 
 import pytest
 
@@ -19,107 +13,18 @@ from kvmhole.exporter.poller import Poller
 from kvmhole.exporter.server import listening
 from kvmhole.exporter.store import LatestSnapshot
 from kvmhole.probes.snapshot import GuestStats, ProbeHealth, Snapshot
-
-DASHBOARDS = Path(__file__).resolve().parent.parent / "dashboards"
-DASHBOARD = DASHBOARDS / "kvmhole.json"
-RULES = DASHBOARDS / "kvmhole-rules.yml"
-
-# What Grafana puts in place of the dashboard's variables when every guest is
-# selected; the windows cover a whole test run at a 1 s scrape interval.
-GRAFANA_VARIABLES = {"$guest": ".*", "$__rate_interval": "1m", "$__range": "1m"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(what: str, check, timeout: float = 60.0):
-    """Poll `check()` until it returns something truthy; fail naming `what`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.25)
-
-
-class Prometheus:
-    """/usr/bin/prometheus in a temporary directory, scraping `target` every second
-    and evaluating the example rules, queried over its HTTP API on loopback."""
-
-    def __init__(self, directory: Path, target: str):
-        directory.mkdir(parents=True, exist_ok=True)
-        config = {
-            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-            "rule_files": [str(RULES)],
-            "scrape_configs": [{"job_name": "kvmhole",
-                                "static_configs": [{"targets": [target]}]}],
-        }
-        # JSON is YAML, so the config needs no YAML library.
-        (directory / "prometheus.yml").write_text(json.dumps(config))
-        self.url = f"http://127.0.0.1:{free_port()}"
-        self.log = (directory / "prometheus.log").open("w")
-        self.process = subprocess.Popen(
-            ["/usr/bin/prometheus", f"--config.file={directory / 'prometheus.yml'}",
-             f"--storage.tsdb.path={directory / 'data'}",
-             f"--web.listen-address={self.url.removeprefix('http://')}"],
-            stdout=self.log, stderr=subprocess.STDOUT)
-        wait_for("prometheus to be ready", self._ready)
-
-    def _ready(self) -> bool:
-        assert self.process.poll() is None, "prometheus exited; see prometheus.log"
-        try:
-            with urllib.request.urlopen(f"{self.url}/-/ready", timeout=5) as reply:
-                return reply.status == 200
-        except OSError:
-            return False
-
-    def api(self, path: str, **params) -> dict | list:
-        query = urllib.parse.urlencode(params, doseq=True)
-        with urllib.request.urlopen(f"{self.url}/api/v1/{path}?{query}", timeout=10) as reply:
-            body = json.load(reply)
-        assert body["status"] == "success", body
-        return body["data"]
-
-    def query(self, expr: str) -> list[dict]:
-        """Instant query at now -> the result vector."""
-        data = self.api("query", query=expr)
-        assert data["resultType"] == "vector", (expr, data)
-        return data["result"]
-
-    def rules(self) -> list[dict]:
-        """The rules Prometheus loaded from the rule file (name, query, type)."""
-        return [r for g in self.api("rules")["groups"] for r in g["rules"]]
-
-    def close(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=30)
-        self.log.close()
-
-
-def series(prometheus: Prometheus, selector: str) -> list[float]:
-    """Every sample Prometheus stored for one series over the test."""
-    data = prometheus.api("query", query=f"{selector}[15m]")
-    assert len(data["result"]) == 1, (selector, data)
-    return [float(value) for _, value in data["result"][0]["values"]]
-
-
-def ended(prometheus: Prometheus, guest: str) -> bool:
-    """Prometheus saw the guest, and the exporter has since dropped it (stale)."""
-    selector = f'kvmhole_guest_info{{guest="{guest}"}}'
-    return bool(prometheus.query(f"last_over_time({selector}[15m])")) \
-        and not prometheus.query(selector)
-
-
-def dashboard_exprs() -> list[str]:
-    """Every PromQL target in the dashboard, variables filled in as Grafana would."""
-    dashboard = json.loads(DASHBOARD.read_text())
-    exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
-    return [re.sub(r"\$\w+", lambda m: GRAFANA_VARIABLES[m.group(0)], e) for e in exprs]
+from tests.prometheus_harness import (
+    DASHBOARD,
+    DASHBOARDS,
+    GRAFANA_VARIABLES,
+    RULES,
+    Prometheus,
+    dashboard_exprs,
+    ended,
+    promtool,
+    series,
+    wait_for,
+)
 
 
 def test_dashboard_is_a_grafana_dashboard_with_guest_and_datasource_variables():
@@ -153,12 +58,6 @@ def test_dashboard_is_a_grafana_dashboard_with_guest_and_datasource_variables():
     for needed in ('served="kernel"', "kvmhole_userspace_exits_total", "histogram_quantile",
                    "kvmhole_userspace_exit_seconds_sum", "kvmhole_probe_up"):
         assert needed in exprs
-
-
-def promtool(*args: str) -> str:
-    done = subprocess.run(["promtool", *args], capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done.stdout
 
 
 def test_rules_pass_promtool():

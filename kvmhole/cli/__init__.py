@@ -17,6 +17,7 @@ COMMANDS = {
     "demo": "kvmhole.cli.demo:demo",
     "trace": "kvmhole.cli.trace:trace",
     "doctor": "kvmhole.cli.doctor:doctor",
+    "export": "kvmhole.cli.export:export",
 }
 
 

@@ -1,0 +1,172 @@
+"""End to end: a real Prometheus scrapes a real `kvmhole export` (real BPF probes)
+while real guests run, started with the CLI as a user would.
+
+Two `mixed` guests (alias: hole reads stay in the kernel; exit: every hole read
+goes to the VMM) run for the whole module, so every rate() has samples. Two
+ecam-scan guests (alias and exit) live for a fraction of a scrape interval: the
+exporter serves each once more after it exits, so Prometheus still gets its
+final count, which must equal the guest's own.
+"""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import urllib.request
+
+import pytest
+
+from tests.conftest import KVMHOLE, kvmhole
+from tests.prometheus_harness import (
+    Prometheus,
+    dashboard_exprs,
+    ended,
+    series,
+    wait_for,
+)
+
+
+class Live:
+    """What the fixture started: the exporter's address, Prometheus, the guests."""
+
+    def __init__(self, address: str, prometheus: Prometheus, mixed: dict[str, str],
+                 scans: dict[str, dict]):
+        self.address, self.prometheus = address, prometheus
+        self.mixed = mixed  # strategy -> guest name
+        self.scans = scans  # strategy -> `kvmhole run --json` result
+
+
+def start_export(env: dict, log_path) -> tuple[subprocess.Popen, str]:
+    """`kvmhole export` on a free port; returns it once it says where it serves."""
+    log = log_path.open("w")
+    export = subprocess.Popen([*KVMHOLE, "export", "--listen", "127.0.0.1:0",
+                               "--interval", "0.2"], stdout=subprocess.DEVNULL,
+                              stderr=log, env=env)
+    log.close()
+
+    def serving() -> str | None:
+        text = log_path.read_text()
+        assert export.poll() is None, f"kvmhole export exited {export.returncode}: {text}"
+        match = re.search(r"serving http://(\S+)/metrics", text)
+        return match and match[1]
+
+    return export, wait_for("kvmhole export to serve", serving, timeout=120)
+
+
+def scraped_at_least(prometheus: Prometheus, guest: str, samples: int) -> bool:
+    expr = f'count_over_time(kvmhole_guest_info{{guest="{guest}"}}[1m]) >= {samples}'
+    return bool(prometheus.query(expr))
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("live")
+    # A private registry: the exporter names exactly the guests this module starts.
+    env = {**os.environ, "KVMHOLE_RUN_DIR": str(tmp / "run")}
+    export, address = start_export(env, tmp / "export.log")
+    started: list[subprocess.Popen] = []
+    prometheus = None
+    try:
+        prometheus = Prometheus(tmp / "prometheus", address)
+        mixed = {}
+        for strategy in ("alias", "exit"):
+            guest = subprocess.Popen([*KVMHOLE, "run", "mixed", "--hole", strategy],
+                                     stdout=subprocess.DEVNULL, env=env)  # runs until stopped
+            started.append(guest)
+            mixed[strategy] = f"mixed-{guest.pid}"
+        # Three scrapes of both long guests: every rate() window has two samples or more.
+        for name in mixed.values():
+            wait_for(f"three scrapes of {name}",
+                     lambda name=name: scraped_at_least(prometheus, name, 3))
+        scans = {}
+        for strategy in ("alias", "exit"):
+            run = json.loads(kvmhole("run", "ecam-scan", "--hole", strategy, "--json",
+                                     env=env).stdout)
+            scans[strategy] = run
+        for run in scans.values():
+            wait_for(f"{run['name']} to reach Prometheus and go stale",
+                     lambda run=run: ended(prometheus, run["name"]))
+        yield Live(address, prometheus, mixed, scans)
+    finally:
+        for guest in started:
+            guest.terminate()
+        for guest in started:
+            guest.wait(timeout=60)
+        if prometheus is not None:
+            prometheus.close()
+        export.send_signal(signal.SIGTERM)
+        try:
+            code = export.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            export.kill()
+            raise
+    assert code == 0, f"kvmhole export exited {code} on SIGTERM: {(tmp / 'export.log').read_text()}"
+    assert "Traceback" not in (tmp / "export.log").read_text()
+
+
+def without_threshold(expr: str) -> str:
+    """An alert's expression without its trailing comparison ('... > 0' -> '...')."""
+    match = re.fullmatch(r"(?s)(.*?\S)\s*(?:==|!=|>=|<=|>|<)\s*[0-9.]+\s*", expr)
+    assert match, f"alert expression without a threshold: {expr}"
+    return match[1]
+
+
+def test_every_dashboard_and_rule_expression_returns_data(live):
+    prometheus = live.prometheus
+    guests = prometheus.api("label/guest/values", **{"match[]": "kvmhole_guest_info"})
+    assert set(live.mixed.values()) <= set(guests)  # the $guest picker
+    assert {run["name"] for run in live.scans.values()} <= set(guests)
+
+    for expr in dashboard_exprs():
+        assert prometheus.query(expr), f"no data for {expr}"
+    rules = prometheus.rules()
+    assert len(rules) == 7, "Prometheus did not load every rule in the file"
+    for rule in rules:
+        if rule["type"] == "recording":
+            assert prometheus.query(rule["query"]), f"no data for {rule['query']}"
+            wait_for(f"recorded series {rule['name']}",
+                     lambda rule=rule: prometheus.query(rule["name"]))
+        else:
+            # A healthy probe must not fire the probe alerts: what they compare has
+            # data, and the comparison holds only where it should.
+            assert prometheus.query(without_threshold(rule["query"])), \
+                f"no data for {rule['name']}: {rule['query']}"
+
+    # The mixed exit guest sends every hole read to the VMM: its alert condition
+    # holds (it fires after its `for:`); the alias guest's reads stay in the kernel.
+    alerting = {r["metric"]["guest"] for r in prometheus.query(
+        next(r["query"] for r in rules if r["name"] == "KvmholeHoleReadsInUserspace"))}
+    assert live.mixed["exit"] in alerting and live.mixed["alias"] not in alerting
+    assert [float(r["value"][1]) for r in prometheus.query("kvmhole_probe_up")] == [1.0]
+    assert prometheus.query('kvmhole_probe_info{path="emulated"}')  # PLATFORM.md
+    share = {r["metric"]["guest"]: float(r["value"][1])
+             for r in prometheus.query(dashboard_exprs()[1])}
+    assert share[live.mixed["alias"]] == 1.0 and share[live.mixed["exit"]] == 0.0
+
+
+@pytest.mark.parametrize(("strategy", "served"), [("alias", "kernel"), ("exit", "userspace")])
+def test_hole_read_counter_grows_by_the_guests_own_count(live, strategy, served):
+    run = live.scans[strategy]
+    assert run["status"] == "ok" and run["guest_hole_reads"] == 8192
+    other = "userspace" if served == "kernel" else "kernel"
+    counter = f'kvmhole_pci_hole_reads_total{{guest="{run["name"]}",served="%s"}}'
+    samples = series(live.prometheus, counter % served)
+    assert samples == sorted(samples), samples  # a counter: never goes down
+    # The series is born with the guest (the exporter never saw this pid before it
+    # entered KVM_RUN, and a guest starts with no reads), so over the guest's run the
+    # counter grew from 0 to its last sample. Prometheus' increase() cannot see the
+    # growth before a series' first sample, hence the explicit zero.
+    assert samples[-1] - 0 == run["guest_hole_reads"]
+    assert set(series(live.prometheus, counter % other)) == {0.0}
+    if strategy == "exit":  # the VMM's own count of hole-read exits agrees too
+        assert samples[-1] == run["hole_read_exits"]
+
+
+def test_live_metrics_pass_promtool(live):
+    with urllib.request.urlopen(f"http://{live.address}/metrics", timeout=10) as reply:
+        text = reply.read()
+    assert b"kvmhole_pci_hole_reads_total{" in text
+    done = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True,
+                          timeout=60)
+    assert done.returncode == 0, (done.stdout + done.stderr).decode()
