@@ -6,13 +6,11 @@ import time
 
 import click
 
-from kvmhole.probes.discovery import PRESETS, parse_hole_range
+from kvmhole.cli.watching import monitor_args, watch_options
 from kvmhole.probes.snapshot import GuestStats
 
 
 @click.command()
-@click.option("-p", "--pid", "pids", type=int, multiple=True,
-              help="Watch only this VMM process (repeatable); default: every guest.")
 @click.option("--interval", type=click.FloatRange(min=0, min_open=True), default=1.0,
               show_default=True, help="Seconds between rows.")
 @click.option("--count", type=click.IntRange(min=1), default=None,
@@ -23,21 +21,12 @@ from kvmhole.probes.snapshot import GuestStats
               help="One JSON object a line per guest and interval (cumulative counters).")
 @click.option("--events", is_flag=True,
               help="Also print every userspace exit (pid, tid, reason, address, latency).")
-@click.option("--hole-range", "hole_ranges", multiple=True, metavar="PID:START-END",
-              help="Hole range of a VMM kvmhole did not start (repeatable).")
-@click.option("--preset", type=click.Choice(sorted(PRESETS)), default=None,
-              help="Hole ranges for VMMs with no registry entry and no --hole-range "
-                   "[default: q35, 0xb0000000 + 256 MiB].")
+@watch_options
 def trace(pids, interval, count, duration, as_json, events, hole_ranges, preset):
     """Count, per guest, PCI-hole reads served in the kernel and exits to userspace."""
     from kvmhole.probes.monitor import Monitor  # loads bcc: only when tracing
 
-    ranges: dict[int, list[tuple[int, int]]] = {}
-    for spec in hole_ranges:
-        pid, span = parse_hole_range(spec)
-        ranges.setdefault(pid, []).append(span)
-    with Monitor(pids=set(pids) or None, hole_ranges=ranges, preset=preset,
-                 events=events) as monitor:
+    with Monitor(**monitor_args(pids, hole_ranges, preset), events=events) as monitor:
         click.echo(f"kvmhole trace: probes attached ({monitor.plan.path} path); "
                    "Ctrl-C to stop", err=True)
         if events:

@@ -1,0 +1,31 @@
+"""The options every command that watches guests shares (trace, export, top):
+which VMM processes, and the hole ranges of VMMs that kvmhole did not start."""
+
+import click
+
+from kvmhole.probes.discovery import PRESETS, parse_hole_range
+
+
+def watch_options(command):
+    """Add -p/--pid, --hole-range and --preset to a click command."""
+    for option in reversed((
+        click.option("-p", "--pid", "pids", type=int, multiple=True,
+                     help="Watch only this VMM process (repeatable); default: every guest."),
+        click.option("--hole-range", "hole_ranges", multiple=True, metavar="PID:START-END",
+                     help="Hole range of a VMM kvmhole did not start (repeatable)."),
+        click.option("--preset", type=click.Choice(sorted(PRESETS)), default=None,
+                     help="Hole ranges for VMMs with no registry entry and no --hole-range "
+                          "[default: q35, 0xb0000000 + 256 MiB]."),
+    )):
+        command = option(command)
+    return command
+
+
+def monitor_args(pids: tuple[int, ...], hole_ranges: tuple[str, ...],
+                 preset: str | None) -> dict:
+    """The options' values as keyword arguments of probes.Monitor."""
+    ranges: dict[int, list[tuple[int, int]]] = {}
+    for spec in hole_ranges:
+        pid, span = parse_hole_range(spec)
+        ranges.setdefault(pid, []).append(span)
+    return {"pids": set(pids) or None, "hole_ranges": ranges, "preset": preset}
