@@ -40,4 +40,7 @@ class Deadline:
 
 
 def _terminate(signum, frame):
+    # One SIGTERM is enough: a second one must not cut the cleanup short. They come in
+    # bursts: PR_SET_PDEATHSIG fires once per thread of a dying multi-threaded parent.
+    signal.signal(signum, signal.SIG_IGN)
     raise SystemExit(128 + signum)

@@ -165,7 +165,8 @@ class Machine:
                     "ecam": [self.map.ecam.start, self.map.ecam.end],
                 }
                 started = time.perf_counter()
-                with Registration(entry), Deadline(self.config.timeout):
+                # the registry entry is removed before the signal handlers are restored
+                with Deadline(self.config.timeout), Registration(entry):
                     self._loop(vcpu)
                 wall = time.perf_counter() - started
                 kvm_stats = sum_stats([vcpu_stats.read(), vm_stats.read()])
