@@ -17,6 +17,7 @@ COMMANDS = {
     "demo": "kvmhole.cli.demo:demo",
     "trace": "kvmhole.cli.trace:trace",
     "doctor": "kvmhole.cli.doctor:doctor",
+    "top": "kvmhole.cli.top:top",
     "export": "kvmhole.cli.export:export",
 }
 

@@ -1,0 +1,55 @@
+"""kvmhole top: the live view of every guest (a table when stdout is not a terminal)."""
+
+import contextlib
+import sys
+import time
+
+import click
+
+from kvmhole.cli.watching import monitor_args, watch_options
+from kvmhole.probes import ProbeUnavailable
+
+
+@click.command()
+@click.option("--interval", type=click.FloatRange(min=0, min_open=True), default=1.0,
+              show_default=True, help="Seconds between refreshes.")
+@click.option("--demo", is_flag=True,
+              help="Also start mixed guests with the alias, dense and exit strategies; "
+                   "they stop when kvmhole top does.")
+@watch_options
+def top(interval, demo, pids, hole_ranges, preset):
+    """Live table of guests: hole reads served in the kernel vs exits to userspace.
+
+    Keys: arrows select, s/r sort, / filter, p pause, ? help, q quit. When stdout
+    is not a terminal, prints one snapshot (taken over one interval) and exits."""
+    from kvmhole.probes.monitor import Monitor  # loads bcc: only when watching
+
+    watch = monitor_args(pids, hole_ranges, preset)
+    with contextlib.ExitStack() as stack:
+        if demo:  # first, so the guests start while the probes load
+            from kvmhole.tui.demo import DemoGuests
+
+            guests = stack.enter_context(DemoGuests())
+            if watch["pids"] is not None:
+                watch["pids"] |= guests.pids
+        try:
+            monitor = stack.enter_context(Monitor(**watch))
+        except ProbeUnavailable as error:
+            raise ProbeUnavailable(f"{error} (`kvmhole doctor` checks the whole host)") from None
+        if demo:
+            guests.wait_ready()
+        if not sys.stdout.isatty():
+            _print_once(monitor.poll, interval)
+            return
+        from kvmhole.tui.app import TopApp
+
+        TopApp(monitor.poll, interval).run()
+
+
+def _print_once(poll, interval: float) -> None:
+    """One snapshot whose rates cover exactly one interval from now."""
+    from kvmhole.tui.columns import text_table
+
+    poll()  # the baseline: rates are over the time since the previous poll
+    time.sleep(interval)
+    click.echo(text_table(poll()))

@@ -1,0 +1,103 @@
+"""The guest table's columns, shared by the live table and the printed snapshot.
+
+Each column knows how to show a guest and how to sort it, so the two views can
+not disagree and sorting works on numbers, not on formatted text.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from kvmhole.probes.snapshot import GuestStats, Snapshot
+
+
+def other_exits_rate(g: GuestStats) -> float:
+    """Userspace exits per second that were not hole accesses (device MMIO, port I/O...)."""
+    return max(0.0, g.rates.get("userspace_exits", 0.0) - g.rates.get("hole_exits_userspace", 0.0))
+
+
+def count(value: float) -> str:
+    """A rate or count in at most 6 characters: 950, 12.3k, 4.1M."""
+    for limit, scale, suffix in ((1e3, 1, ""), (1e6, 1e3, "k"), (1e9, 1e6, "M")):
+        if abs(value) < limit:
+            return f"{value / scale:.0f}" if not suffix else f"{value / scale:.1f}{suffix}"
+    return f"{value / 1e9:.1f}G"
+
+
+def seconds(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if value == 0:
+        return "0"
+    for limit, scale, unit in ((1e-6, 1e9, "ns"), (1e-3, 1e6, "µs"), (1.0, 1e3, "ms")):
+        if value < limit:
+            return f"{value * scale:.1f} {unit}"
+    return f"{value:.2f} s"
+
+
+def share(value: float | None) -> str:
+    return "-" if value is None else f"{value * 100:.1f}%"
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str
+    label: str
+    width: int
+    cell: Callable[[GuestStats], str]
+    sort: Callable[[GuestStats], Any]
+    numeric: bool = True  # right-aligned, and sorted largest first when chosen
+
+
+def _rate(counter: str) -> Callable[[GuestStats], float]:
+    return lambda g: g.rates.get(counter, 0.0)
+
+
+def _name(g: GuestStats) -> str:
+    return g.name if g.alive else f"{g.name} (exited)"
+
+
+COLUMNS = (
+    Column("name", "guest", 20, _name, lambda g: g.name.lower(), numeric=False),
+    Column("pid", "pid", 7, lambda g: str(g.pid), lambda g: g.pid),
+    Column("vmm", "VMM", 7, lambda g: g.vmm, lambda g: g.vmm, numeric=False),
+    Column("strategy", "strategy", 8, lambda g: g.strategy, lambda g: g.strategy, numeric=False),
+    Column("kernel", "kernel reads/s", 14, lambda g: count(_rate("hole_reads_in_kernel")(g)),
+           _rate("hole_reads_in_kernel")),
+    Column("exits", "hole exits/s", 12, lambda g: count(_rate("hole_exits_userspace")(g)),
+           _rate("hole_exits_userspace")),
+    Column("other", "other exits/s", 13, lambda g: count(other_exits_rate(g)), other_exits_rate),
+    Column("share", "in kernel", 9, lambda g: share(g.kernel_share),
+           lambda g: -1.0 if g.kernel_share is None else g.kernel_share),
+    Column("saved", "time saved", 10, lambda g: seconds(g.time_saved_s),
+           lambda g: g.time_saved_s or 0.0),
+)
+COLUMN = {c.key: c for c in COLUMNS}
+
+
+def ordered(guests: list[GuestStats], column: Column, reverse: bool) -> list[GuestStats]:
+    """Guests sorted by column; ties stay in name order (Python's sort is stable)."""
+    by_name = sorted(guests, key=lambda g: (g.name.lower(), g.pid))
+    return sorted(by_name, key=column.sort, reverse=reverse)
+
+
+def matches(g: GuestStats, text: str) -> bool:
+    """The filter: a case-insensitive substring of the name, pid, VMM or strategy."""
+    needle = text.strip().lower()
+    return not needle or any(needle in field.lower()
+                             for field in (g.name, str(g.pid), g.vmm, g.strategy))
+
+
+def _fit(text: str, column: Column) -> str:
+    text = text if len(text) <= column.width else text[: column.width - 1] + "…"
+    return text.rjust(column.width) if column.numeric else text.ljust(column.width)
+
+
+def text_table(snapshot: Snapshot) -> str:
+    """The snapshot as plain text, for when stdout is not a terminal."""
+    lines = [f"kvmhole top: {len(snapshot.guests)} guests over {snapshot.interval_s:.1f} s "
+             f"(probe path {snapshot.probe.path})",
+             "  ".join(_fit(c.label, c) for c in COLUMNS).rstrip()]
+    for g in ordered(snapshot.guests, COLUMN["name"], reverse=False):
+        lines.append("  ".join(_fit(c.cell(g), c) for c in COLUMNS).rstrip())
+    return "\n".join(lines)

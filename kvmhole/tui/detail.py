@@ -1,0 +1,96 @@
+"""The selected guest in detail: rates over time, exits by reason, round-trip latency."""
+
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Sparkline, Static
+
+from kvmhole.probes.snapshot import GuestStats, Histogram
+from kvmhole.tui.columns import COLUMN, count, seconds
+from kvmhole.tui.history import SERIES, Point
+
+BAR_WIDTH = 20
+
+
+def _holes(g: GuestStats) -> str:
+    return ", ".join(f"{start:#x}-{end:#x}" for start, end in g.holes) or "none"
+
+
+def title(g: GuestStats, probe_path: str) -> Text:
+    text = Text.assemble((g.name, "bold"),
+                         f"  pid {g.pid}  {g.vmm}/{g.strategy}  holes {_holes(g)}")
+    if not g.alive:
+        text.append("  exited", style="bold red")
+    if probe_path == "vmx/svm" and g.strategy in ("alias", "dense"):
+        # mapped hole pages fault once, then reads never leave the guest: no event at all
+        text.append("  (hardware virtualisation: only first touches of mapped hole pages "
+                    "are seen)", style="italic")
+    return text
+
+
+def reasons_table(g: GuestStats, rates: dict[str, float]) -> Table:
+    table = Table("exit reason", "total", "/s", box=None, padding=(0, 1), expand=False,
+                  title="userspace exits by reason", title_justify="left")
+    for reason, n in sorted(g.userspace_exits.items(), key=lambda item: -item[1]):
+        table.add_row(reason, count(n), count(rates.get(reason, 0.0)))
+    if not g.userspace_exits:
+        table.add_row("none", "", "")
+    return table
+
+
+def latency_table(h: Histogram) -> Table:
+    """The non-empty span of the power-of-two buckets, one bar each."""
+    table = Table("round trip ≤", "exits", "", box=None, padding=(0, 1),
+                  title=f"p50 {seconds(h.quantile(0.5))} · p99 {seconds(h.quantile(0.99))} · "
+                        f"mean {seconds(h.mean_s)}", title_justify="left")
+    used = [i for i, n in enumerate(h.counts) if n]
+    if not used:
+        table.add_row("no exits yet", "", "")
+        return table
+    peak = max(h.counts)
+    bounds = (*h.bounds, float("inf"))
+    for i in range(used[0], used[-1] + 1):
+        label = "+Inf" if bounds[i] == float("inf") else seconds(bounds[i])
+        bar = "█" * round(BAR_WIDTH * h.counts[i] / peak)
+        table.add_row(label, count(h.counts[i]), Text(bar, style="green"))
+    return table
+
+
+class DetailPane(Vertical):
+    DEFAULT_CSS = """
+    DetailPane { height: 15; border-top: solid $primary; padding: 0 1; }
+    DetailPane #detail-title { height: 1; }
+    DetailPane Horizontal { height: 1fr; }
+    DetailPane #rates { width: 1fr; padding-right: 2; }
+    DetailPane Sparkline { height: 2; margin-bottom: 1; }
+    DetailPane #reasons { width: auto; min-width: 30; padding-right: 2; }
+    DetailPane #latency { width: auto; min-width: 40; }
+    """
+
+    def compose(self) -> ComposeResult:
+        yield Static("no guest selected", id="detail-title")
+        with Horizontal():
+            with Vertical(id="rates"):
+                for key in SERIES:
+                    yield Static(id=f"label-{key}")
+                    yield Sparkline([], id=f"spark-{key}")
+            yield Static(id="reasons")
+            yield Static(id="latency")
+
+    def show(self, g: GuestStats | None, points: list[Point], probe_path: str) -> None:
+        """Show guest g (None: nothing selected) with its history, oldest point first."""
+        self.query_one("#detail-title", Static).update(
+            "no guest selected" if g is None else title(g, probe_path))
+        for key in SERIES:
+            spark = self.query_one(f"#spark-{key}", Sparkline)
+            series = [p.rates[key] for p in points] if g else []
+            # one point per cell: the newest at the right, older ones scroll off
+            spark.data = series[-max(1, spark.size.width):]
+            label = f"{COLUMN[key].label} {count(COLUMN[key].sort(g))}" if g else ""
+            if series:
+                label += f" · max {count(max(series))}"
+            self.query_one(f"#label-{key}", Static).update(label)
+        reasons = points[-1].reasons if points else {}
+        self.query_one("#reasons", Static).update(reasons_table(g, reasons) if g else "")
+        self.query_one("#latency", Static).update(latency_table(g.roundtrip) if g else "")
