@@ -21,8 +21,10 @@ $(VENV)/.installed: pyproject.toml setup.py kvmhole/kvm/_build.py kvmhole/vmm/_f
 	ln -sfn $(BCC_SRC) "$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/bcc"
 	touch $@
 
+# Ends in the live view on a terminal; without one, top prints one snapshot table.
 demo: setup
 	$(VENV)/bin/kvmhole demo
+	$(VENV)/bin/kvmhole top --demo
 
 test: setup
 	$(VENV)/bin/ruff check kvmhole tests
