@@ -32,7 +32,6 @@ test: setup
 
 lint: setup
 	$(VENV)/bin/ruff check kvmhole tests
-	$(VENV)/bin/ruff format --check kvmhole tests
 
 clean:
 	rm -rf $(VENV) build *.egg-info kvmhole/kvm/_kvm_cffi* kvmhole/vmm/_fastpath*.so kvmhole/vmm/_fastpath.c

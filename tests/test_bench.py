@@ -86,6 +86,11 @@ def test_views_section(bench):
     assert scrape["guests"] == 64
     assert scrape["bytes"] > 64 * 1000  # every guest's series are in one scrape
     assert scrape["scrape_ms"]["n"] >= 1
+    tui = report["views"]["tui"]
+    assert tui["guests"] == 64
+    for key in ("apply_ms", "refresh_ms", "idle_repaint_ms"):
+        assert tui[key]["n"] == scrape["scrape_ms"]["n"]
+    assert tui["apply_ms"]["median"] <= tui["refresh_ms"]["median"]  # a part of the whole
 
 
 def test_out_writes_report_and_plots(bench):

@@ -42,6 +42,11 @@ def print_tables(report: dict, console: Console) -> None:
     scrape = report["views"]["exporter"]
     console.print(f"exporter, {scrape['guests']} guests: one /metrics scrape "
                   f"{_spread(scrape['scrape_ms'])} ms, {scrape['bytes'] / 1e3:.0f} kB")
+    tui = report["views"]["tui"]
+    console.print(f"kvmhole top, {tui['guests']} guests: taking a snapshot "
+                  f"{_spread(tui['apply_ms'])} ms, snapshot and repaint "
+                  f"{_spread(tui['refresh_ms'])} ms, idle repaint cycle "
+                  f"{_spread(tui['idle_repaint_ms'])} ms")
 
 
 def _print_qemu(qemu: dict, console: Console) -> None:

@@ -1,4 +1,4 @@
-"""What the views cost with many guests: one exporter scrape and one TUI refresh.
+"""What the views cost with many guests: one exporter scrape and one `kvmhole top` refresh.
 
 64 guests do not fit on a 2-CPU machine as real VMs, and the views' cost does
 not depend on where the numbers come from: they read the same snapshot model.
@@ -58,11 +58,45 @@ def exporter_scrape(reps: int) -> dict:
     return {"guests": GUESTS, "scrape_ms": spread(times), "bytes": size}
 
 
+def tui_refresh(reps: int) -> dict:
+    """kvmhole top with 64 guests on a headless 160x50 screen: the cost of taking one
+    snapshot (apply) and of taking it and repainting (refresh), against a repaint
+    cycle in which nothing changed (idle)."""
+    import asyncio
+
+    from kvmhole.tui.app import TopApp
+
+    async def run() -> dict:
+        app = TopApp(source=None)
+        apply_ms, refresh_ms, idle_ms = [], [], []
+        async with app.run_test(size=(160, 50)) as pilot:
+            app.apply_snapshot(synthetic_snapshot(GUESTS, 0))
+            await pilot.pause()
+            for tick in range(1, reps + 1):
+                snapshot = synthetic_snapshot(GUESTS, tick)
+                started = time.perf_counter()
+                app.apply_snapshot(snapshot)
+                applied = time.perf_counter()
+                await pilot.pause()
+                painted = time.perf_counter()
+                await pilot.pause()
+                idle = time.perf_counter()
+                apply_ms.append((applied - started) * 1e3)
+                refresh_ms.append((painted - started) * 1e3)
+                idle_ms.append((idle - painted) * 1e3)
+        return {"guests": GUESTS, "apply_ms": spread(apply_ms),
+                "refresh_ms": spread(refresh_ms), "idle_repaint_ms": spread(idle_ms)}
+
+    return asyncio.run(run())
+
+
 def measure(reps: int, advance) -> dict:
     out = {"exporter": exporter_scrape(reps)}
+    advance()
+    out["tui"] = tui_refresh(reps)
     advance()
     return out
 
 
 def steps() -> int:
-    return 1
+    return 2
