@@ -101,6 +101,10 @@ def write_plots(report: dict, out: Path) -> list[Path]:
               [per_read[n]["max"] - m for n, m in zip(names, medians, strict=True)]]
     fig, ax = plt.subplots(figsize=(8, 4))
     ax.bar(names, medians, yerr=errors, capsize=4, color="#4c72b0")
+    baseline = report["access_cost"]["strategies"]["exit"]["ram_per_read_us"]["median"]
+    ax.axhline(baseline, color="#dd8452", linestyle="--",
+               label="same loop over RAM (the guest's own cost)")
+    ax.legend(loc="upper center")
     ax.set_ylabel("µs per hole read (guest loop included)")
     ax.set_title("ecam-scan: cost of one hole read by strategy")
     fig.tight_layout()
@@ -116,6 +120,7 @@ def write_plots(report: dict, out: Path) -> list[Path]:
                 marker="o", label=f"{strategy}: RSS added")
     ax.set_xscale("log", base=2)
     ax.set_yscale("symlog", linthresh=1)
+    ax.set_ylim(bottom=0)  # RSS added is never meaningfully negative: no empty half
     ax.set_xlabel("hole size (MiB)")
     ax.set_ylabel("MB over the exit strategy")
     ax.set_title("host memory cost of backing the hole")
