@@ -22,6 +22,17 @@ def kvmhole(*args: str, timeout: float = 120, check: bool = True,
     return done
 
 
+def assert_one_line_error(done: subprocess.CompletedProcess, *words: str) -> None:
+    """What every failure looks like to a user: a non-zero exit code and one line on
+    stderr, `kvmhole: error: ...`, holding `words` (bcc's modprobe noise aside)."""
+    assert done.returncode != 0, done
+    lines = [line for line in done.stderr.splitlines() if "modprobe" not in line]
+    assert len(lines) == 1 and lines[0].startswith("kvmhole: error: "), done.stderr
+    assert "Traceback" not in done.stderr
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
 def run_json(*args: str, timeout: float = 120) -> dict:
     """`kvmhole run ARGS... --json` -> the JSON object it printed."""
     return json.loads(kvmhole("run", *args, "--json", timeout=timeout).stdout)

@@ -10,16 +10,7 @@ import time
 
 import pytest
 
-from tests.conftest import KVMHOLE, kvmhole
-
-
-def assert_one_line_error(done, *fragments):
-    assert done.returncode != 0
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1, done.stderr
-    assert "Traceback" not in done.stderr
-    for fragment in fragments:
-        assert fragment in lines[0]
+from tests.conftest import KVMHOLE, assert_one_line_error, kvmhole
 
 
 @pytest.mark.parametrize(
