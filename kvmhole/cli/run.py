@@ -14,7 +14,8 @@ from kvmhole.vmm.strategies import CHOICES
 SUMMARY_STATS = ("exits", "mmio_exits", "io_exits", "insn_emulation", "halt_exits")
 
 
-@click.command()
+@click.command(help="Run GUEST (default ecam-scan) to completion and summarise its exits.\n\n"
+                    "Guests: " + ", ".join(GUESTS) + ".")
 @click.argument("guest", default="ecam-scan", metavar="[GUEST]")
 @click.option("--hole", type=click.Choice(CHOICES), default="auto", show_default=True,
               help="How the PCI hole is backed: auto picks the best the host supports.")
@@ -38,9 +39,6 @@ SUMMARY_STATS = ("exits", "mmio_exits", "io_exits", "insn_emulation", "halt_exit
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead.")
 def run(guest, hole, hole_base, hole_size, ram_size, pages, devices, scan_ram, c_fastpath,
         timeout, name, as_json):
-    """Run GUEST (default ecam-scan) to completion and summarise its exits.
-
-    Guests: """ + ", ".join(GUESTS)
     config = MachineConfig(guest=guest, hole=hole, hole_base=hole_base, hole_size=hole_size,
                            ram_size=ram_size, pages=pages, devices=list(devices), name=name,
                            timeout=timeout, scan_ram=scan_ram,
