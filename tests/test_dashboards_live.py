@@ -161,6 +161,10 @@ def test_hole_read_counter_grows_by_the_guests_own_count(live, strategy, served)
     assert set(series(live.prometheus, counter % other)) == {0.0}
     if strategy == "exit":  # the VMM's own count of hole-read exits agrees too
         assert samples[-1] == run["hole_read_exits"]
+    # KVM's mmio_exits, read by the exporter's monitor from the VMM's stats fds
+    kvm = series(live.prometheus,
+                 f'kvmhole_kvm_stat_exits_total{{guest="{run["name"]}",stat="mmio_exits"}}')
+    assert kvm[-1] == run["kvm_stats"]["mmio_exits"]
 
 
 def test_live_metrics_pass_promtool(live):

@@ -48,7 +48,8 @@ def store_with(*snapshots: Snapshot) -> LatestSnapshot:
 
 def test_counters_and_info_carry_the_snapshot_counts():
     g = guest(7, "vm-a", hole_reads_in_kernel=8192, hole_read_exits=3, hole_write_exits=2,
-              userspace_exits={"MMIO": 6, "IO": 1})
+              userspace_exits={"MMIO": 6, "IO": 1},
+              kvm_stats={"exits": 9, "mmio_exits": 6, "io_exits": 0, "halt_exits": 0})
     samples = scrape(store_with(snapshot(g)))
     reads = "kvmhole_pci_hole_reads_total"
     assert samples[key(reads, guest="vm-a", served="kernel")] == 8192
@@ -57,12 +58,13 @@ def test_counters_and_info_carry_the_snapshot_counts():
     assert samples[key("kvmhole_userspace_exits_total", guest="vm-a", reason="MMIO")] == 6
     assert samples[key("kvmhole_userspace_exits_total", guest="vm-a", reason="IO")] == 1
     assert samples[key("kvmhole_guest_info", guest="vm-a", strategy="alias")] == 1
+    assert samples[key("kvmhole_kvm_stat_exits_total", guest="vm-a", stat="mmio_exits")] == 6
     assert samples[key("kvmhole_probe_up")] == 1
     assert samples[key("kvmhole_probe_lost_events_total")] == 0
     assert samples[key("kvmhole_probe_info", path="emulated")] == 1
     # Bounded cardinality: no pid or address ever becomes a label.
     label_names = {name for (_, labels) in samples for name, _ in labels}
-    assert label_names <= {"guest", "vmm", "served", "reason", "strategy", "path", "le"}
+    assert label_names <= {"guest", "vmm", "served", "reason", "strategy", "path", "stat", "le"}
 
 
 def test_roundtrip_histogram_is_cumulative_in_seconds():

@@ -52,6 +52,10 @@ def assert_counted(guest, run: dict, named: bool = True) -> None:
     assert guest.hole_write_exits == 0
     stats = run["kvm_stats"]
     assert guest.userspace_exits.get("MMIO", 0) == stats["mmio_exits"]
+    if named:  # the monitor read KVM's stats itself, from the registry's first sight on
+        assert guest.kvm_stats is not None, "the monitor did not reach the VMM's stats fds"
+        assert guest.kvm_stats["mmio_exits"] == stats["mmio_exits"]
+        assert guest.kvm_stats["exits"] == stats["exits"]
     # KVM's io_exits stays 0 for emulated port I/O here: the VMM's own count instead
     assert guest.userspace_exits.get("IO", 0) == run["userspace_exits"]["IO"]
     # one round trip per exit but the last (the guest's "done" never re-enters)

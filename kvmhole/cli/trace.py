@@ -66,7 +66,7 @@ def _row(ts: float, g: GuestStats) -> dict:
         "hole_reads_in_kernel": g.hole_reads_in_kernel,
         "hole_exits_userspace": g.hole_exits_userspace,
         "hole_read_exits": g.hole_read_exits, "hole_write_exits": g.hole_write_exits,
-        "userspace_exits": g.userspace_exits,
+        "userspace_exits": g.userspace_exits, "kvm_stats": g.kvm_stats,
         "rates": {k: round(v, 3) for k, v in g.rates.items()},
         "roundtrip": {"count": g.roundtrip.count, "sum_s": g.roundtrip.sum_s,
                       "p50_s": g.roundtrip.quantile(0.5), "p99_s": g.roundtrip.quantile(0.99)},

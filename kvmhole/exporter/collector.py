@@ -65,6 +65,12 @@ def _guest_families(snapshot: Snapshot) -> Iterator[Metric]:
         "kvmhole_userspace_exit_seconds",
         "Userspace round trip of an exit: return from KVM_RUN to the next KVM_RUN.",
         labels=GUEST_LABELS)
+    kvm_exits = CounterMetricFamily(
+        "kvmhole_kvm_stat_exits",
+        "KVM's own exit counters for the guest's vCPUs (binary stats: exits, mmio_exits, "
+        "io_exits, halt_exits) since the VM was created, to check the probes against; "
+        "only for VMMs that keep their stats fds open (kvmhole's).",
+        labels=(*GUEST_LABELS, "stat"))
     kernel_time = HistogramMetricFamily(
         "kvmhole_hole_kernel_seconds",
         "Time KVM spent serving a hole access in the kernel (vmx/svm probe path only).",
@@ -77,9 +83,11 @@ def _guest_families(snapshot: Snapshot) -> Iterator[Metric]:
         for reason, count in sorted(guest.userspace_exits.items()):
             exits.add_metric((*labels, reason), count)
         roundtrip.add_metric(labels, _buckets(guest.roundtrip), guest.roundtrip.sum_s)
+        for stat, count in sorted((guest.kvm_stats or {}).items()):
+            kvm_exits.add_metric((*labels, stat), count)
         if guest.kernel_time is not None:
             kernel_time.add_metric(labels, _buckets(guest.kernel_time), guest.kernel_time.sum_s)
-    yield from (info, reads, writes, exits, roundtrip, kernel_time)
+    yield from (info, reads, writes, exits, roundtrip, kvm_exits, kernel_time)
 
 
 def _labelled(guests: list[GuestStats]) -> Iterator[tuple[tuple[str, str], GuestStats]]:

@@ -12,7 +12,7 @@ import threading
 import time
 from pathlib import Path
 
-from kvmhole.probes import discovery
+from kvmhole.probes import discovery, kvmstats
 from kvmhole.probes.bpf import ProbeProgram, RawCounts
 from kvmhole.probes.plan import probe_plan
 from kvmhole.probes.snapshot import GuestStats, Histogram, ProbeHealth, Snapshot
@@ -36,6 +36,7 @@ class Monitor:
         self.program = ProbeProgram(self.plan, auto_track=self.pids is None, events=events)
         self.program.set_default_holes(self.default_holes)
         self._identities: dict[int, discovery.Identity] = {}
+        self._kvm_stats: dict[int, kvmstats.GuestKvmStats | None] = {}
         self._lock = threading.Lock()  # the registry watcher thread adds identities
         self._previous: dict[int, dict[str, float]] = {}
         self._last_poll = time.time()
@@ -75,6 +76,8 @@ class Monitor:
                 return
             self._identities[pid] = identity
             self.program.track(pid, holes)
+            # now, while the VMM surely runs: a short guest may be gone by the next poll
+            self._attach_kvm_stats(pid)
 
     def _identity(self, pid: int) -> discovery.Identity:
         if pid not in self._identities:  # the watcher thread may not have read it yet
@@ -84,7 +87,12 @@ class Monitor:
                 identity = discovery.from_process(pid, self.program.comm(pid))
                 identity.holes = self.hole_ranges.get(pid, self.default_holes)
                 self._identities[pid] = identity
+                self._attach_kvm_stats(pid)
             return self._identities[pid]
+
+    def _attach_kvm_stats(self, pid: int) -> None:
+        if pid not in self._kvm_stats:
+            self._kvm_stats[pid] = kvmstats.attach(pid)
 
     def poll(self) -> Snapshot:
         """Read the BPF maps now; rates are over the time since the previous poll."""
@@ -108,6 +116,8 @@ class Monitor:
                 self.program.forget(pid)
                 self._identities.pop(pid, None)
                 self._previous.pop(pid, None)
+                if (kvm_stats := self._kvm_stats.pop(pid, None)) is not None:
+                    kvm_stats.close()
         self._last_poll = now
         health = ProbeHealth(path=self.plan.path, lost_events=self.program.lost_events(),
                              tracepoints=self.plan.tracepoints, message=self.plan.message)
@@ -121,6 +131,10 @@ class Monitor:
             hole_read_exits=raw.read_exits, hole_write_exits=raw.write_exits,
             userspace_exits=dict(raw.exits),
             roundtrip=Histogram(counts=raw.roundtrip, sum_s=raw.roundtrip_sum_ns / 1e9))
+        with self._lock:
+            kvm_stats = self._kvm_stats.get(pid)
+        if kvm_stats is not None:
+            stats.kvm_stats = kvm_stats.read()
         if self.plan.path == "vmx/svm":
             stats.kernel_time = Histogram(counts=raw.kernel_time,
                                           sum_s=raw.kernel_time_sum_ns / 1e9)
@@ -149,3 +163,7 @@ class Monitor:
             if self.program is not None:
                 self.program.close()
                 self.program = None
+            for kvm_stats in self._kvm_stats.values():
+                if kvm_stats is not None:
+                    kvm_stats.close()
+            self._kvm_stats.clear()

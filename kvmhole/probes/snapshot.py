@@ -56,6 +56,10 @@ class GuestStats:
     rates: dict[str, float] = field(default_factory=dict)  # counter name -> per second
     roundtrip: Histogram = field(default_factory=Histogram)
     kernel_time: Histogram | None = None  # in-kernel handling of hole exits (VMX/SVM only)
+    # KVM's own binary stats of the guest's vCPUs (exits, mmio_exits, io_exits,
+    # halt_exits) since the VM was created: the independent check on the counts
+    # above. None where the VMM keeps no stats fd open (QEMU, usually).
+    kvm_stats: dict[str, int] | None = None
     alive: bool = True  # False in the last snapshot that reports an exited guest
 
     @property

@@ -22,6 +22,10 @@ def title(g: GuestStats, probe_path: str) -> Text:
                          f"  pid {g.pid}  {g.vmm}/{g.strategy}  holes {_holes(g)}")
     if not g.alive:
         text.append("  exited", style="bold red")
+    if g.kvm_stats:  # KVM's own count beside the probes', where the VMM lets us read it
+        text.append(f"  KVM stats since the VM started: mmio_exits "
+                    f"{count(g.kvm_stats['mmio_exits'])}, exits {count(g.kvm_stats['exits'])}",
+                    style="dim")
     if probe_path == "vmx/svm" and g.strategy in ("alias", "dense"):
         # mapped hole pages fault once, then reads never leave the guest: no event at all
         text.append("  (hardware virtualisation: only first touches of mapped hole pages "
