@@ -3,6 +3,7 @@
 import contextlib
 import sys
 import time
+from pathlib import Path
 
 import click
 
@@ -16,12 +17,20 @@ from kvmhole.probes import ProbeUnavailable
 @click.option("--demo", is_flag=True,
               help="Also start mixed guests with the alias, dense and exit strategies; "
                    "they stop when kvmhole top does.")
+@click.option("--replay", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              metavar="FILE", help="Play back a `kvmhole trace --snapshots` recording, one "
+                                   "snapshot per interval, instead of watching this host "
+                                   "(needs no root or BPF).")
 @watch_options
-def top(interval, demo, pids, hole_ranges, preset):
+def top(interval, demo, replay, pids, hole_ranges, preset):
     """Live table of guests: hole reads served in the kernel vs exits to userspace.
 
     Keys: arrows select, s/r sort, / filter, p pause, ? help, q quit. When stdout
-    is not a terminal, prints one snapshot (taken over one interval) and exits."""
+    is not a terminal, prints one snapshot (taken over one interval) and exits;
+    with --replay, the recording's last one."""
+    if replay is not None:
+        _replay(replay, interval, demo or pids or hole_ranges or preset)
+        return
     from kvmhole.probes.monitor import Monitor  # loads bcc: only when watching
 
     watch = monitor_args(pids, hole_ranges, preset)
@@ -53,3 +62,19 @@ def _print_once(poll, interval: float) -> None:
     poll()  # the baseline: rates are over the time since the previous poll
     time.sleep(interval)
     click.echo(text_table(poll()))
+
+
+def _replay(path: Path, interval: float, watching) -> None:
+    from kvmhole.tui.columns import text_table
+    from kvmhole.tui.source import read_recording, replay
+
+    if watching:
+        raise click.UsageError("--replay shows a recording: it goes without --demo, -p, "
+                               "--hole-range and --preset")
+    snapshots = read_recording(path)
+    if not sys.stdout.isatty():
+        click.echo(text_table(snapshots[-1]))
+        return
+    from kvmhole.tui.app import TopApp
+
+    TopApp(replay(snapshots), interval).run()

@@ -19,13 +19,19 @@ from kvmhole.probes.snapshot import GuestStats
               help="Stop after this many seconds.")
 @click.option("--json", "as_json", is_flag=True,
               help="One JSON object a line per guest and interval (cumulative counters).")
+@click.option("--snapshots", is_flag=True,
+              help="Print each interval's whole snapshot (every guest, histograms, probe "
+                   "health) as one JSON line: a recording `kvmhole top --replay` plays back.")
 @click.option("--events", is_flag=True,
               help="Also print every userspace exit (pid, tid, reason, address, latency).")
 @watch_options
-def trace(pids, interval, count, duration, as_json, events, hole_ranges, preset):
+def trace(pids, interval, count, duration, as_json, snapshots, events, hole_ranges, preset):
     """Count, per guest, PCI-hole reads served in the kernel and exits to userspace."""
     from kvmhole.probes.monitor import Monitor  # loads bcc: only when tracing
 
+    if snapshots and (as_json or events):
+        raise click.UsageError("--snapshots prints whole snapshots: it goes without "
+                               "--json and --events")
     with Monitor(**monitor_args(pids, hole_ranges, preset), events=events) as monitor:
         click.echo(f"kvmhole trace: probes attached ({monitor.plan.path} path); "
                    "Ctrl-C to stop", err=True)
@@ -42,7 +48,9 @@ def trace(pids, interval, count, duration, as_json, events, hole_ranges, preset)
                 _wait(monitor, wait, events)
                 snapshot = monitor.poll()
                 rows += 1
-                for guest in snapshot.guests:
+                if snapshots:
+                    click.echo(snapshot.to_json())
+                for guest in [] if snapshots else snapshot.guests:
                     click.echo(json.dumps(_row(snapshot.ts, guest)) if as_json
                                else _text(snapshot.ts, guest))
                 sys.stdout.flush()

@@ -7,7 +7,9 @@ The view never reads BPF itself, so a recorded or made-up session looks the same
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
+from kvmhole.errors import ConfigError
 from kvmhole.probes.snapshot import Snapshot
 
 SnapshotSource = Callable[[], Snapshot]
@@ -25,3 +27,35 @@ def poll_every(source: SnapshotSource, interval: float, deliver: Callable[[Snaps
         deliver(source())
         due = max(due + interval, time.monotonic())
         stop.wait(max(0.0, due - time.monotonic()))
+
+
+def read_recording(path: Path) -> list[Snapshot]:
+    """The snapshots of a `kvmhole trace --snapshots` recording, oldest first."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as error:
+        raise ConfigError(f"cannot read the recording {path}: {error.strerror}") from None
+    snapshots = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            snapshots.append(Snapshot.from_json(line))
+        except (ValueError, KeyError, TypeError) as error:
+            raise ConfigError(f"{path}:{number} is not a kvmhole snapshot ({error}); record "
+                              "one with `kvmhole trace --snapshots > FILE`") from None
+    if not snapshots:
+        raise ConfigError(f"{path} holds no snapshots; record some with "
+                          "`kvmhole trace --snapshots > FILE`")
+    return snapshots
+
+
+def replay(snapshots: list[Snapshot]) -> SnapshotSource:
+    """A source that gives the recorded snapshots in order, then keeps the last one."""
+    remaining = iter(snapshots)
+    last = snapshots[-1]
+
+    def next_snapshot() -> Snapshot:
+        return next(remaining, last)
+
+    return next_snapshot
