@@ -96,6 +96,7 @@ class GrowingGuests:
                             hole_write_exits=n, userspace_exits={"MMIO": 51 * n, "IO": 2 * n})
         for guest, bucket in ((in_kernel, 5), (to_vmm, 6)):
             exits = sum(guest.userspace_exits.values())
+            guest.kvm_stats = {"exits": exits, "mmio_exits": guest.userspace_exits["MMIO"]}
             guest.roundtrip.counts[bucket] = exits
             guest.roundtrip.sum_s = exits * guest.roundtrip.bounds[bucket] * 0.75
         guests = [in_kernel, to_vmm]
