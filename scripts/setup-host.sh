@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what kvmhole needs on a Debian 12 host, as root, idempotently:
 # Debian packages (only the missing ones) and the tracefs/debugfs mounts the
-# probes read. Everything Python goes into .venv (see the Makefile).
+# probes read (securityfs too, so kvmhole doctor can tell the lockdown mode).
+# Everything Python goes into .venv (see the Makefile).
 set -euo pipefail
 
 PACKAGES=(gcc binutils make python3 python3-venv python3-bpfcc bpfcc-tools
@@ -26,3 +27,4 @@ fi
 
 mountpoint -q /sys/kernel/tracing || mount -t tracefs nodev /sys/kernel/tracing
 mountpoint -q /sys/kernel/debug || mount -t debugfs nodev /sys/kernel/debug
+mountpoint -q /sys/kernel/security || mount -t securityfs nodev /sys/kernel/security || true  # lockdown mode, for kvmhole doctor

@@ -30,8 +30,9 @@ def _lockdown() -> Check:
     try:
         mode = LOCKDOWN.read_text().split("[")[1].split("]")[0]
     except (OSError, IndexError):
-        return Check("lockdown", True, "unknown (securityfs not mounted); BPF loads if the "
-                     "other checks pass", required=False)
+        return Check("lockdown", True, "unknown (securityfs not mounted: mount -t securityfs "
+                     "nodev /sys/kernel/security); BPF loads if the other checks pass",
+                     required=False)
     if mode == "confidentiality":
         return Check("lockdown", False, "lockdown=confidentiality forbids reading kernel "
                      "memory from BPF: boot with lockdown=integrity or none")
