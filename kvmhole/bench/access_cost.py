@@ -7,8 +7,8 @@ loop's own cost cancels out. Strategies are interleaved within a repetition so
 drift on the machine hits them all alike.
 """
 
+from kvmhole.bench.scans import scan
 from kvmhole.bench.stats import ratio, spread
-from kvmhole.vmm import Machine, MachineConfig
 from kvmhole.vmm.strategies import native_support
 
 # (label, hole strategy, C fast path)
@@ -21,24 +21,14 @@ VARIANTS = [
 ]
 
 
-def _wall(strategy: str, pages: int, scan_ram: bool, c_fastpath: bool):
-    config = MachineConfig(guest="ecam-scan", hole=strategy, pages=pages, scan_ram=scan_ram,
-                           c_fastpath=c_fastpath)
-    result = Machine(config).run()
-    if result.guest_hole_reads != pages:
-        raise RuntimeError(f"{strategy}: the guest made {result.guest_hole_reads} reads, "
-                           f"not {pages}")
-    return result
-
-
 def measure(pages: int, reps: int, advance) -> dict:
     native_ok, native_why = native_support()
     variants = [v for v in VARIANTS if v[1] != "native" or native_ok]
     samples = {label: {"hole": [], "ram": [], "exits": []} for label, _, _ in variants}
     for _ in range(reps):
         for label, strategy, c_fastpath in variants:
-            hole = _wall(strategy, pages, False, c_fastpath)
-            ram = _wall(strategy, pages, True, c_fastpath)
+            hole = scan(strategy, pages, c_fastpath=c_fastpath)
+            ram = scan(strategy, pages, scan_ram=True, c_fastpath=c_fastpath)
             samples[label]["hole"].append(hole.wall_s)
             samples[label]["ram"].append(ram.wall_s)
             samples[label]["exits"].append(hole.hole_read_exits)

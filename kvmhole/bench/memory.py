@@ -2,9 +2,7 @@
 baseline). Each point is a fresh `kvmhole run` process, so RSS is not muddied by
 earlier runs."""
 
-import json
-import subprocess
-import sys
+from kvmhole.bench.scans import scan_process
 
 SIZES_MIB = (1, 4, 16, 64, 256)
 QUICK_SIZES_MIB = (1, 16, 256)
@@ -13,12 +11,8 @@ STRATEGIES = ("exit", "alias", "dense")
 
 def _run(strategy: str, size_mib: int) -> dict:
     pages = min(1024, size_mib * 256 - 1)
-    done = subprocess.run(
-        [sys.executable, "-m", "kvmhole", "run", "ecam-scan", "--hole", strategy,
-         "--hole-size", f"{size_mib}M", "--pages", str(pages), "--json"],
-        capture_output=True, text=True, check=True,
-    )
-    return json.loads(done.stdout)
+    result, _ = scan_process(strategy, "--hole-size", f"{size_mib}M", "--pages", str(pages))
+    return result
 
 
 def measure(sizes_mib, advance) -> list[dict]:

@@ -13,9 +13,9 @@ QEMU and for `kvmhole run` (Python start-up included) on the same scan.
 
 import re
 import subprocess
-import sys
 import time
 
+from kvmhole.bench.scans import scan_process
 from kvmhole.bench.stats import ratio, spread
 from kvmhole.errors import KvmholeError
 from kvmhole.guests import multiboot
@@ -46,13 +46,6 @@ def _qemu_scan(pages: int, ram: bool) -> dict:
             "reads": reads}
 
 
-def _kvmhole_boot_to_exit(strategy: str, pages: int) -> float:
-    started = time.monotonic()
-    subprocess.run([sys.executable, "-m", "kvmhole", "run", "ecam-scan", "--hole", strategy,
-                    "--pages", str(pages), "--json"], check=True, capture_output=True)
-    return time.monotonic() - started
-
-
 def measure(pages: int, reps: int, advance) -> dict:
     samples: dict[str, list[float]] = {"qemu_hole_us": [], "qemu_ram_us": [],
                                        "qemu_boot_to_exit_s": []}
@@ -64,8 +57,8 @@ def measure(pages: int, reps: int, advance) -> dict:
         samples["qemu_ram_us"].append(ram["scan_s"] / ram["reads"] * 1e6)
         samples["qemu_boot_to_exit_s"].append(hole["boot_to_exit_s"])
         for strategy in KVMHOLE_STRATEGIES:
-            samples[f"kvmhole_{strategy}_boot_to_exit_s"].append(
-                _kvmhole_boot_to_exit(strategy, pages))
+            _, wall = scan_process(strategy, "--pages", str(pages))
+            samples[f"kvmhole_{strategy}_boot_to_exit_s"].append(wall)
         advance()
     out = {"pages": pages, "reps": reps, "reads_per_scan": hole["reads"]}
     out.update({name: spread(values) for name, values in samples.items()})

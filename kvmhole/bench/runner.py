@@ -6,29 +6,22 @@ from dataclasses import dataclass
 from kvmhole.bench import access_cost, host, memory, probe_overhead, qemu, views
 
 
-@dataclass
+@dataclass(frozen=True)
 class Plan:
+    """How much of everything one run measures."""
+
     quick: bool
+    pages: int  # ecam-scan reads per run
+    reps: int  # repetitions of access cost and probe overhead
+    qemu_reps: int  # QEMU runs (each boots SeaBIOS: seconds)
+    view_reps: int  # exporter scrapes and TUI refreshes
+    sizes_mib: tuple[int, ...]  # hole sizes of the memory section
 
-    @property
-    def pages(self) -> int:
-        return 2048 if self.quick else 8192
 
-    @property
-    def reps(self) -> int:
-        return 3 if self.quick else 7
-
-    @property
-    def qemu_reps(self) -> int:
-        return 2 if self.quick else 5
-
-    @property
-    def view_reps(self) -> int:
-        return 20 if self.quick else 100
-
-    @property
-    def sizes_mib(self) -> tuple[int, ...]:
-        return memory.QUICK_SIZES_MIB if self.quick else memory.SIZES_MIB
+QUICK = Plan(quick=True, pages=2048, reps=3, qemu_reps=2, view_reps=20,
+             sizes_mib=memory.QUICK_SIZES_MIB)
+FULL = Plan(quick=False, pages=8192, reps=7, qemu_reps=5, view_reps=100,
+            sizes_mib=memory.SIZES_MIB)
 
 
 def sections(plan: Plan) -> list[tuple[str, int, Callable]]:

@@ -36,7 +36,7 @@ def bench(quick, as_json, out):
     columns = (TextColumn("{task.description:>14}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())
     with Progress(*columns, console=stderr, transient=False) as progress:
-        result = runner.run(runner.Plan(quick=quick), _Bar(progress))
+        result = runner.run(runner.QUICK if quick else runner.FULL, _Bar(progress))
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         (out / "report.json").write_text(json.dumps(result, indent=2))
