@@ -124,11 +124,19 @@ static __always_inline struct vcpu_state *vcpu_of(u32 tid, u32 tgid)
 static __always_inline void observe(u64 *buckets, u64 *sum, u64 ns)
 {
 	int idx = ns > 1 ? (int)bpf_log2l(ns - 1) - FIRST_BUCKET_LOG2 : 0; /* ceil(log2 ns) */
-	if (idx < 0)
-		idx = 0;
-	if (idx > NR_BUCKETS - 1)
-		idx = NR_BUCKETS - 1;
-	__sync_fetch_and_add(&buckets[idx], 1);
+	/*
+	 * Index the array with loop constants only. A clamped variable index is not
+	 * enough for Linux 6.1's verifier: clang tests the clamp on one register and
+	 * stores through a copy whose bounds the verifier does not link
+	 * ("R1 unbounded memory access"), while newer kernels accept it.
+	 */
+#pragma unroll
+	for (int i = 0; i < NR_BUCKETS; i++) {
+		if (i >= idx || i == NR_BUCKETS - 1) {   /* idx < 0: bucket 0 */
+			__sync_fetch_and_add(&buckets[i], 1);
+			break;
+		}
+	}
 	__sync_fetch_and_add(sum, ns);
 }
 

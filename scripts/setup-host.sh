@@ -6,7 +6,7 @@
 set -euo pipefail
 
 PACKAGES=(gcc binutils make python3 python3-venv python3-bpfcc bpfcc-tools
-          linux-headers-amd64 qemu-system-x86 prometheus tmux)
+          linux-headers-amd64 qemu-system-x86 prometheus tmux busybox-static)
 
 if [ "$(id -u)" -ne 0 ]; then
     echo "setup-host: run as root (apt-get and mounts need it)" >&2

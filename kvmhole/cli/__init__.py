@@ -19,6 +19,7 @@ COMMANDS = {
     "doctor": "kvmhole.cli.doctor:doctor",
     "top": "kvmhole.cli.top:top",
     "export": "kvmhole.cli.export:export",
+    "svmhost": "kvmhole.cli.svmhost:svmhost",
 }
 
 

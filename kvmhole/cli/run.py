@@ -27,6 +27,8 @@ SUMMARY_STATS = ("exits", "mmio_exits", "io_exits", "insn_emulation", "halt_exit
               help="Guest RAM, placed below the hole.")
 @click.option("--pages", type=int, default=None,
               help="ecam-scan: all-ones reads to make (default 8192); mixed: per batch (64).")
+@click.option("--passes", type=click.IntRange(min=1), default=1, show_default=True,
+              help="ecam-scan: scan the same pages this many times (re-reads).")
 @click.option("--device", "devices", multiple=True, metavar="BB:DD.F[=VVVV:DDDD]",
               help="Add a present PCI function (00:00.0, the host bridge, always is).")
 @click.option("--scan-ram", is_flag=True,
@@ -37,10 +39,10 @@ SUMMARY_STATS = ("exits", "mmio_exits", "io_exits", "insn_emulation", "halt_exit
               help="Stop the guest after this many seconds (an error).")
 @click.option("--name", default=None, help="Guest name shown by monitors (default GUEST-PID).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead.")
-def run(guest, hole, hole_base, hole_size, ram_size, pages, devices, scan_ram, c_fastpath,
+def run(guest, hole, hole_base, hole_size, ram_size, pages, passes, devices, scan_ram, c_fastpath,
         timeout, name, as_json):
     config = MachineConfig(guest=guest, hole=hole, hole_base=hole_base, hole_size=hole_size,
-                           ram_size=ram_size, pages=pages, devices=list(devices), name=name,
+                           ram_size=ram_size, pages=pages, passes=passes, devices=list(devices), name=name,
                            timeout=timeout, scan_ram=scan_ram,
                            c_fastpath=c_fastpath)
     result = Machine(config).run()

@@ -63,25 +63,47 @@ def _header_pair() -> tuple[Path, Path] | None:
     return common, flavour
 
 
+def _is_complete(tree: Path) -> bool:
+    """bcc compiles against a tree that has both halves: kconfig.h (Debian's -common) and
+    the generated headers (Debian's -<arch>)."""
+    return ((tree / "include" / "linux" / "kconfig.h").is_file()
+            and (tree / "include" / "generated").is_dir())
+
+
+def _running_kernel_pair() -> tuple[Path, Path] | None:
+    """The running kernel's own headers as (source, build), when Debian split them:
+    /lib/modules/$(uname -r)/build is the -<arch> half only, `source` the -common half."""
+    modules = Path("/lib/modules") / platform.release()
+    build, source = modules / "build", modules / "source"
+    if (build / "include").is_dir() and (source / "include").is_dir():
+        return source.resolve(), build.resolve()
+    return None
+
+
 def kernel_source() -> Path:
     """A kernel header tree bcc can compile against, building a merged one if needed.
 
-    The running kernel's own headers (/lib/modules/$(uname -r)/build) win. Otherwise
-    Debian splits headers into -common and -<arch> halves and bcc needs both in one
-    tree: a symlink farm of the two, cached under /var/cache/kvmhole. Tracepoint
-    programs take their argument layout from tracefs, so an older header version is fine.
+    The running kernel's own headers win: /lib/modules/$(uname -r)/build when it is a
+    whole tree, else a merge of its Debian `source` (-common) and `build` (-<arch>)
+    halves. bcc would merge those itself only with BCC_KERNEL_SOURCE unset, and kvmhole
+    sets it. Without own headers, the newest installed Debian pair: tracepoint programs
+    take their argument layout from tracefs, so an older header version is fine.
     """
     own = Path("/lib/modules") / platform.release() / "build"
-    if (own / "include").is_dir():
+    if _is_complete(own):
         return own
-    pair = _header_pair()
+    pair = _running_kernel_pair() or _header_pair()
     if pair is None:
         raise ProbeUnavailable(
             f"no kernel headers for bcc: neither {own} nor linux-headers-*-common in "
             f"{HEADER_SOURCES}: apt-get install linux-headers-amd64 (any version works)")
-    common, flavour = pair
-    merged = HEADER_CACHE / f"headers-{flavour.name[len('linux-headers-'):]}"
-    if (merged / "include").is_dir():
+    return _merged(*pair)
+
+
+def _merged(common: Path, flavour: Path) -> Path:
+    """One tree of Debian's two header halves: a symlink farm cached in HEADER_CACHE."""
+    merged = HEADER_CACHE / f"headers-{flavour.name.removeprefix('linux-headers-')}"
+    if _is_complete(merged):
         return merged
     try:
         HEADER_CACHE.mkdir(parents=True, exist_ok=True)
@@ -97,7 +119,7 @@ def kernel_source() -> Path:
         try:
             tree.rename(merged)  # atomic: a concurrent monitor sees all or nothing
         except OSError:
-            if not (merged / "include").is_dir():
+            if not _is_complete(merged):
                 raise
         shutil.rmtree(tmp, ignore_errors=True)
     except OSError as error:

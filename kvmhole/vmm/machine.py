@@ -42,6 +42,7 @@ class MachineConfig:
     hole_size: int = Q35_ECAM_SIZE
     ram_size: int = 64 << 20
     pages: int | None = None
+    passes: int = 1  # ecam-scan: scans of the same pages
     devices: list[str] = field(default_factory=list)  # extra present functions
     name: str | None = None
     timeout: float | None = None
@@ -96,6 +97,8 @@ class Machine:
     def _check_pages(self) -> None:
         if self.pages < 0:
             raise ConfigError("--pages must not be negative")
+        if self.config.passes < 1:
+            raise ConfigError("--passes must be at least 1")
         limit = self._scan_limit()
         if self.config.guest == "ecam-scan" and not 0 < self.pages <= limit:
             where = "scratch RAM" if self.config.scan_ram else "this hole"
@@ -123,6 +126,7 @@ class Machine:
             "hole_last": last_hole.end - PAGE,
             "device_addr": self.map.ecam.start + device.bdf.ecam_offset,
             "device_id": device.id_dword,
+            "passes": self.config.passes,
         }
 
     def _load(self, ram) -> None:

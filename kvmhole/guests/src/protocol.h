@@ -40,6 +40,7 @@ struct kh_params {
 	uint64_t hole_last;      /* hole-rw: the last hole page of the window */
 	uint64_t device_addr;    /* config page of a present function */
 	uint64_t device_id;      /* its vendor/device dword (offset 0) */
+	uint64_t passes;         /* ecam-scan: scans of the same pages (re-reads after the first) */
 };
 
 struct kh_write {

@@ -1,0 +1,33 @@
+"""kvmhole svmhost: run one command inside an SVM host nested under QEMU TCG."""
+
+import sys
+
+import click
+
+
+@click.command(context_settings={"ignore_unknown_options": True})
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=600.0,
+              show_default=True, help="Seconds from boot to power-off before giving up.")
+@click.option("--no-kvm", is_flag=True,
+              help="Do not load Debian's kvm_amd: the command loads its own KVM modules.")
+@click.option("--memory", default="4G", show_default=True, help="The SVM host's RAM.")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+def svmhost(timeout, no_kvm, memory, command):
+    """Boot an SVM host (QEMU TCG with an AMD vCPU that has SVM and nested paging,
+    running Debian's own kernel for the installed headers, with this machine's / as
+    its read-only root), run COMMAND in it in the current directory, power it off.
+
+    The command's output is streamed as it runs and its exit code is kvmhole's.
+    Inside, kvm_amd is loaded, so kvm_exit, kvm_page_fault and kvm_entry fire as on
+    an AMD host. TCG timings are no hardware timings: compare ratios only.
+
+    Example: kvmhole svmhost -- .venv/bin/kvmhole doctor
+    """
+    from kvmhole.svmhost import run
+
+    result = run(list(command), timeout=timeout, kvm="none" if no_kvm else "stock",
+                 memory=memory, stream=True,
+                 progress=lambda message: click.echo(f"kvmhole svmhost: {message}", err=True))
+    click.echo(f"kvmhole svmhost: exit code {result.returncode} after "
+               f"{result.seconds:.1f} s", err=True)
+    sys.exit(result.returncode)
