@@ -42,9 +42,9 @@ SUMMARY_STATS = ("exits", "mmio_exits", "io_exits", "insn_emulation", "halt_exit
 def run(guest, hole, hole_base, hole_size, ram_size, pages, passes, devices, scan_ram, c_fastpath,
         timeout, name, as_json):
     config = MachineConfig(guest=guest, hole=hole, hole_base=hole_base, hole_size=hole_size,
-                           ram_size=ram_size, pages=pages, passes=passes, devices=list(devices), name=name,
-                           timeout=timeout, scan_ram=scan_ram,
-                           c_fastpath=c_fastpath)
+                           ram_size=ram_size, pages=pages, passes=passes,
+                           devices=list(devices), name=name, timeout=timeout,
+                           scan_ram=scan_ram, c_fastpath=c_fastpath)
     result = Machine(config).run()
     if as_json:
         click.echo(json.dumps(result.to_dict()))
