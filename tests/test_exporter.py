@@ -61,7 +61,7 @@ def test_counters_and_info_carry_the_snapshot_counts():
     assert samples[key("kvmhole_kvm_stat_exits_total", guest="vm-a", stat="mmio_exits")] == 6
     assert samples[key("kvmhole_probe_up")] == 1
     assert samples[key("kvmhole_probe_lost_events_total")] == 0
-    assert samples[key("kvmhole_probe_info", path="emulated")] == 1
+    assert samples[key("kvmhole_probe_info", path="emulated", kernel_counts="reads")] == 1
     # Bounded cardinality: no pid or address ever becomes a label.
     label_names = {name for (_, labels) in samples for name, _ in labels}
     assert label_names <= {"guest", "vmm", "served", "reason", "strategy", "path", "stat", "le"}

@@ -88,8 +88,8 @@ def test_polls_in_a_worker_and_shows_every_guest():
 @pilot_test
 async def test_sort_keys_and_reverse(app, pilot, source):
     await pilot.press("down", "down")  # demo-exit selected
-    await pilot.press("s", "s", "s", "s")  # name -> pid -> VMM -> strategy -> kernel reads/s
-    assert "sort kernel reads/s ↓" in text(app, "#status")
+    await pilot.press("s", "s", "s", "s")  # name -> pid -> VMM -> strategy -> in-kernel/s
+    assert "sort in-kernel/s ↓" in text(app, "#status")
     assert names(app) == ["demo-alias", "demo-dense", "web-1", "demo-exit"]
     assert app.query_one(GuestTable).selected_pid == 4103  # the cursor follows its guest
     await pilot.press("r")

@@ -7,7 +7,7 @@ import time
 import click
 
 from kvmhole.cli.watching import monitor_args, watch_options
-from kvmhole.probes.snapshot import GuestStats
+from kvmhole.probes.snapshot import GuestStats, Histogram, ProbeHealth
 
 
 @click.command()
@@ -33,8 +33,9 @@ def trace(pids, interval, count, duration, as_json, snapshots, events, hole_rang
         raise click.UsageError("--snapshots prints whole snapshots: it goes without "
                                "--json and --events")
     with Monitor(**monitor_args(pids, hole_ranges, preset), events=events) as monitor:
-        click.echo(f"kvmhole trace: probes attached ({monitor.plan.path} path); "
-                   "Ctrl-C to stop", err=True)
+        click.echo(f"kvmhole trace: probes attached ({monitor.plan.path} path; "
+                   f"{ProbeHealth(monitor.plan.path).kernel_counts_note}); Ctrl-C to stop",
+                   err=True)
         if events:
             monitor.events(lambda e: _print_event(e, as_json))
         started, rows = time.monotonic(), 0
@@ -76,9 +77,14 @@ def _row(ts: float, g: GuestStats) -> dict:
         "hole_read_exits": g.hole_read_exits, "hole_write_exits": g.hole_write_exits,
         "userspace_exits": g.userspace_exits, "kvm_stats": g.kvm_stats,
         "rates": {k: round(v, 3) for k, v in g.rates.items()},
-        "roundtrip": {"count": g.roundtrip.count, "sum_s": g.roundtrip.sum_s,
-                      "p50_s": g.roundtrip.quantile(0.5), "p99_s": g.roundtrip.quantile(0.99)},
+        "roundtrip": _summary(g.roundtrip),
+        "kernel_time": None if g.kernel_time is None else _summary(g.kernel_time),
     }
+
+
+def _summary(h: Histogram) -> dict:
+    return {"count": h.count, "sum_s": h.sum_s, "p50_s": h.quantile(0.5),
+            "p99_s": h.quantile(0.99)}
 
 
 def _seconds(value: float | None) -> str:
@@ -94,7 +100,9 @@ def _text(ts: float, g: GuestStats) -> str:
             f"(pid {g.pid}, {g.vmm}/{g.strategy}){state}: hole reads in kernel "
             f"{g.hole_reads_in_kernel} ({g.rates.get('hole_reads_in_kernel', 0):.0f}/s), "
             f"hole exits {g.hole_read_exits} reads {g.hole_write_exits} writes, "
-            f"exits {exits}, round trip p50 <= {_seconds(g.roundtrip.quantile(0.5))}")
+            f"exits {exits}, round trip p50 <= {_seconds(g.roundtrip.quantile(0.5))}"
+            + ("" if g.kernel_time is None
+               else f", in kernel p50 <= {_seconds(g.kernel_time.quantile(0.5))}"))
 
 
 def _print_event(event, as_json: bool) -> None:

@@ -45,7 +45,7 @@ def _probe_families(snapshot: Snapshot) -> Iterator[Metric]:
     info = InfoMetricFamily("kvmhole_probe", "Which tracepoints the probes use to see hole "
                             "reads: vmx/svm (kvm_exit, kvm_page_fault) or emulated (page walks).",
                             labels=())
-    info.add_metric((), {"path": probe.path})
+    info.add_metric((), {"path": probe.path, "kernel_counts": probe.kernel_counts})
     yield info
 
 

@@ -84,6 +84,18 @@ class GuestStats:
         return None if median is None else self.hole_reads_in_kernel * median
 
 
+# What a guest's in-kernel count is on each probe path. With hardware virtualisation
+# only faults into KVM are seen: every read of a `native` hole traps, but an
+# `alias`/`dense` hole page is mapped on its first read and later reads never leave
+# the guest. Emulating hosts see every read. Every view names the count from here.
+KERNEL_COUNTS = {
+    "emulated": ("reads", "every hole read is emulated by KVM and seen"),
+    "vmx/svm": ("faults", "hole faults into KVM: every read of a native hole, but only the "
+                "first read of each mapped (alias/dense) hole page; later reads are unseen"),
+    "exits-only": ("none", "hole reads served in the kernel cannot be seen on this host"),
+}
+
+
 @dataclass
 class ProbeHealth:
     path: str  # "vmx/svm" (kvm_exit + kvm_page_fault) or "emulated" (page walks)
@@ -91,6 +103,15 @@ class ProbeHealth:
     lost_events: int = 0
     tracepoints: list[str] = field(default_factory=list)
     message: str = ""
+
+    @property
+    def kernel_counts(self) -> str:
+        """What the in-kernel count counts here: reads, faults or none."""
+        return KERNEL_COUNTS[self.path][0]
+
+    @property
+    def kernel_counts_note(self) -> str:
+        return f"in-kernel = {KERNEL_COUNTS[self.path][1]}"
 
 
 @dataclass

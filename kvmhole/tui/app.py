@@ -124,7 +124,8 @@ class TopApp(App):
             rows = self.query_one(GuestTable).row_count
             parts.append(f"{rows} of {len(self.shown.guests)} guests" if self.filter_text
                          else f"{rows} guests")
-            parts.append(f"probes {probe.path}" + ("" if probe.up else " DOWN"))
+            parts.append(f"probes {probe.path}" + ("" if probe.up else " DOWN")
+                         + f" (in-kernel = {probe.kernel_counts})")
             parts.append(f"lost events {probe.lost_events}")
         parts.append(f"every {self.interval:g} s")
         parts.append(f"sort {self.sort_column.label} {'↓' if self.sort_reverse else '↑'}")

@@ -53,6 +53,11 @@ def _rate(counter: str) -> Callable[[GuestStats], float]:
     return lambda g: g.rates.get(counter, 0.0)
 
 
+def _kernel_p50(g: GuestStats) -> float | None:
+    """Median in-kernel handling time of a hole fault (VMX/SVM hosts only)."""
+    return g.kernel_time.quantile(0.5) if g.kernel_time is not None else None
+
+
 def _name(g: GuestStats) -> str:
     return g.name if g.alive else f"{g.name} (exited)"
 
@@ -62,7 +67,7 @@ COLUMNS = (
     Column("pid", "pid", 7, lambda g: str(g.pid), lambda g: g.pid),
     Column("vmm", "VMM", 7, lambda g: g.vmm, lambda g: g.vmm, numeric=False),
     Column("strategy", "strategy", 8, lambda g: g.strategy, lambda g: g.strategy, numeric=False),
-    Column("kernel", "kernel reads/s", 14, lambda g: count(_rate("hole_reads_in_kernel")(g)),
+    Column("kernel", "in-kernel/s", 11, lambda g: count(_rate("hole_reads_in_kernel")(g)),
            _rate("hole_reads_in_kernel")),
     Column("exits", "hole exits/s", 12, lambda g: count(_rate("hole_exits_userspace")(g)),
            _rate("hole_exits_userspace")),
@@ -71,6 +76,8 @@ COLUMNS = (
            lambda g: -1.0 if g.kernel_share is None else g.kernel_share),
     Column("saved", "time saved", 10, lambda g: seconds(g.time_saved_s),
            lambda g: g.time_saved_s or 0.0),
+    Column("ktime", "kernel p50", 10, lambda g: seconds(_kernel_p50(g)),
+           lambda g: _kernel_p50(g) or 0.0),
 )
 COLUMN = {c.key: c for c in COLUMNS}
 
@@ -96,7 +103,7 @@ def _fit(text: str, column: Column) -> str:
 def text_table(snapshot: Snapshot) -> str:
     """The snapshot as plain text, for when stdout is not a terminal."""
     lines = [f"kvmhole top: {len(snapshot.guests)} guests over {snapshot.interval_s:.1f} s "
-             f"(probe path {snapshot.probe.path})",
+             f"(probe path {snapshot.probe.path}; {snapshot.probe.kernel_counts_note})",
              "  ".join(_fit(c.label, c) for c in COLUMNS).rstrip()]
     for g in ordered(snapshot.guests, COLUMN["name"], reverse=False):
         lines.append("  ".join(_fit(c.cell(g), c) for c in COLUMNS).rstrip())

@@ -18,7 +18,8 @@ HELP = """\
   q  Ctrl-C       quit (guests started by --demo are stopped)
 
 [b]Columns[/b]
-  kernel reads/s  hole reads KVM answered itself (read-only memslots): no exit
+  in-kernel/s     hole accesses KVM served itself, no exit to the VMM: reads where
+                  KVM emulates them, faults on VMX/SVM (a mapped page faults once)
   hole exits/s    hole reads and writes that exited to the VMM in userspace
   other exits/s   every other userspace exit: device MMIO, port I/O, ...
   in kernel       share of hole reads kept in the kernel since the monitor started
