@@ -15,20 +15,7 @@ def print_tables(report: dict, console: Console) -> None:
     h = report["host"]
     console.print(f"[bold]host[/]: {h['cpu']}, {h['cpus']} CPUs, kernel {h['kernel']}, "
                   f"virtualization {h['virtualization']}, native hole: {h['native_hole']}")
-    cost = report["access_cost"]
-    table = Table(title=f"hole read cost, ecam-scan {cost['pages']} reads x {cost['reps']} runs "
-                        "(median, min-max, µs)")
-    for column in ("strategy", "per read", "RAM baseline per read", "hole cost per read",
-                   "userspace exits per read"):
-        table.add_column(column, justify="right")
-    for name, s in cost["strategies"].items():
-        table.add_row(name, _spread(s["per_read_us"]), _spread(s["ram_per_read_us"]),
-                      _spread(s["hole_cost_us"]), f"{s['userspace_exits_per_read']:.2f}")
-    console.print(table)
-    head = cost["headline"]
-    console.print(
-        f"exit vs {head['in_kernel_strategy']}: {head['per_read_ratio_exit_vs_in_kernel']:.2f}x "
-        f"per read; Python's share of one exit: {head['python_share_of_exit_us']:.2f} µs")
+    _print_cost(report["access_cost"], "", console)
     mem = Table(title="host memory as the hole grows (added over the exit strategy)")
     for column in ("strategy", "hole", "memslots", "RSS", "RSS added", "USS added"):
         mem.add_column(column, justify="right")
@@ -47,6 +34,32 @@ def print_tables(report: dict, console: Console) -> None:
                   f"{_spread(tui['apply_ms'])} ms, snapshot and repaint "
                   f"{_spread(tui['refresh_ms'])} ms, idle repaint cycle "
                   f"{_spread(tui['idle_repaint_ms'])} ms")
+    if "svm" in report:
+        _print_svm(report["svm"], console)
+
+
+def _print_cost(cost: dict, where: str, console: Console) -> None:
+    table = Table(title=f"hole read cost{where}, ecam-scan {cost['pages']} reads x "
+                        f"{cost['reps']} runs (median, min-max, µs)")
+    for column in ("strategy", "per read", "RAM baseline per read", "hole cost per read",
+                   "userspace exits per read"):
+        table.add_column(column, justify="right")
+    for name, s in cost["strategies"].items():
+        table.add_row(name, _spread(s["per_read_us"]), _spread(s["ram_per_read_us"]),
+                      _spread(s["hole_cost_us"]), f"{s['userspace_exits_per_read']:.2f}")
+    console.print(table)
+    head = cost["headline"]
+    console.print(
+        f"exit vs {head['in_kernel_strategy']}: {head['per_read_ratio_exit_vs_in_kernel']:.2f}x "
+        f"per read, {head['hole_cost_ratio_exit_vs_in_kernel']:.2f}x hole cost; Python's "
+        f"share of one exit: {head['python_share_of_exit_us']:.2f} µs")
+
+
+def _print_svm(svm: dict, console: Console) -> None:
+    h = svm["host"]
+    _print_cost(svm["access_cost"], f" in the SVM host (kernel {h['kernel']}, "
+                f"{h['virtualization']})", console)
+    console.print(f"[italic]{svm['caveat']}[/]")
 
 
 def _print_qemu(qemu: dict, console: Console) -> None:

@@ -3,7 +3,7 @@
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from kvmhole.bench import access_cost, host, memory, probe_overhead, qemu, views
+from kvmhole.bench import access_cost, host, memory, probe_overhead, qemu, svm, views
 
 
 @dataclass(frozen=True)
@@ -16,17 +16,19 @@ class Plan:
     qemu_reps: int  # QEMU runs (each boots SeaBIOS: seconds)
     view_reps: int  # exporter scrapes and TUI refreshes
     sizes_mib: tuple[int, ...]  # hole sizes of the memory section
+    svm_reps: int  # access-cost repetitions inside the SVM host (TCG: slow)
+    svm: bool = False  # also boot the SVM host for its access-cost section (bench --svm)
 
 
 QUICK = Plan(quick=True, pages=2048, reps=3, qemu_reps=2, view_reps=20,
-             sizes_mib=memory.QUICK_SIZES_MIB)
+             sizes_mib=memory.QUICK_SIZES_MIB, svm_reps=1)
 FULL = Plan(quick=False, pages=8192, reps=7, qemu_reps=5, view_reps=100,
-            sizes_mib=memory.SIZES_MIB)
+            sizes_mib=memory.SIZES_MIB, svm_reps=3)
 
 
 def sections(plan: Plan) -> list[tuple[str, int, Callable]]:
     """(name, progress steps, measure(advance) -> result) for every section."""
-    return [
+    chosen = [
         ("access_cost", access_cost.steps(plan.reps),
          lambda advance: access_cost.measure(plan.pages, plan.reps, advance)),
         ("qemu", qemu.steps(plan.qemu_reps),
@@ -38,6 +40,10 @@ def sections(plan: Plan) -> list[tuple[str, int, Callable]]:
         ("views", views.steps(),
          lambda advance: views.measure(plan.view_reps, advance)),
     ]
+    if plan.svm:
+        chosen.append(("svm", svm.steps(),
+                       lambda advance: svm.measure(plan.pages, plan.svm_reps, advance)))
+    return chosen
 
 
 def run(plan: Plan, progress) -> dict:

@@ -1,5 +1,6 @@
 """kvmhole bench: the seed's experiment measured side by side in one run."""
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -30,13 +31,17 @@ class _Bar:
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write report.json and PNG plots into this directory.")
-def bench(quick, as_json, out):
+@click.option("--svm", is_flag=True,
+              help="Also run the access-cost section inside an SVM host (kvmhole svmhost): "
+                   "the hardware path, in TCG time; adds minutes.")
+def bench(quick, as_json, out, svm):
     """Measure what each hole strategy costs, side by side, on this machine."""
+    plan = dataclasses.replace(runner.QUICK if quick else runner.FULL, svm=svm)
     stderr = Console(stderr=True)
     columns = (TextColumn("{task.description:>14}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())
     with Progress(*columns, console=stderr, transient=False) as progress:
-        result = runner.run(runner.QUICK if quick else runner.FULL, _Bar(progress))
+        result = runner.run(plan, _Bar(progress))
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         (out / "report.json").write_text(json.dumps(result, indent=2))

@@ -11,8 +11,10 @@ import click
 @click.option("--no-kvm", is_flag=True,
               help="Do not load Debian's kvm_amd: the command loads its own KVM modules.")
 @click.option("--memory", default="4G", show_default=True, help="The SVM host's RAM.")
+@click.option("--cpu", default=None, metavar="MODEL[,+FEATURE,-FEATURE...]",
+              help="QEMU -cpu for the SVM host's vCPUs [default: EPYC with svm and npt].")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-def svmhost(timeout, no_kvm, memory, command):
+def svmhost(timeout, no_kvm, memory, cpu, command):
     """Boot an SVM host (QEMU TCG with an AMD vCPU that has SVM and nested paging,
     running Debian's own kernel for the installed headers, with this machine's / as
     its read-only root), run COMMAND in it in the current directory, power it off.
@@ -23,11 +25,13 @@ def svmhost(timeout, no_kvm, memory, command):
 
     Example: kvmhole svmhost -- .venv/bin/kvmhole doctor
     """
-    from kvmhole.svmhost import run
+    from kvmhole.svmhost import CPU, run
+
+    def progress(message: str) -> None:  # on a terminal only: stderr is the command's
+        if sys.stderr.isatty():
+            click.echo(f"kvmhole svmhost: {message}", err=True)
 
     result = run(list(command), timeout=timeout, kvm="none" if no_kvm else "stock",
-                 memory=memory, stream=True,
-                 progress=lambda message: click.echo(f"kvmhole svmhost: {message}", err=True))
-    click.echo(f"kvmhole svmhost: exit code {result.returncode} after "
-               f"{result.seconds:.1f} s", err=True)
+                 memory=memory, cpu=cpu or CPU, stream=True, progress=progress)
+    progress(f"exit code {result.returncode} after {result.seconds:.1f} s")
     sys.exit(result.returncode)

@@ -9,6 +9,6 @@ TCG timings are no hardware timings: compare ratios only.
 """
 
 from kvmhole.svmhost.errors import SvmHostError
-from kvmhole.svmhost.machine import SvmResult, run
+from kvmhole.svmhost.machine import CPU, SvmResult, run
 
-__all__ = ["SvmHostError", "SvmResult", "run"]
+__all__ = ["CPU", "SvmHostError", "SvmResult", "run"]

@@ -11,6 +11,7 @@ export PATH=/bin
 mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
+ip link set lo up  # the job's servers (kvmhole export) listen on 127.0.0.1
 
 arg() { sed -n "s/.*kvmhole\.$1=\([^ ]*\).*/\1/p" /proc/cmdline; }
 OUT=$(arg out)
@@ -61,7 +62,7 @@ mount --bind "$NEW$IMAGE/lib/modules/$VERSION/kernel" "$MODULES/kernel"
 cp "$NEW$IMAGE/lib/modules/$VERSION"/modules.* "$MODULES/"
 
 if [ "$KVM" = stock ]; then
-	chroot $NEW /bin/busybox modprobe kvm_amd || fail "modprobe kvm_amd failed: no SVM in the vCPU?"
+	chroot $NEW /bin/busybox modprobe kvm_amd || fail "kvm_amd would not load: no SVM in the vCPU?"
 	[ -c $NEW/dev/kvm ] || fail "/dev/kvm did not appear after loading kvm_amd"
 fi
 

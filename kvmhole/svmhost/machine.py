@@ -40,9 +40,11 @@ class SvmResult:
     stderr: str
     console: str    # the SVM host kernel's serial console
     seconds: float  # from starting QEMU to its exit
+    files: dict[str, bytes]  # what the job wrote into $KVMHOLE_SVMHOST_OUT
 
 
-def _job_script(command: list[str], cwd: Path, env: dict[str, str]) -> str:
+def _job_script(command: list[str], cwd: Path, env: dict[str, str], files: Path) -> str:
+    env = {**env, "KVMHOLE_SVMHOST_OUT": str(files)}
     exports = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in sorted(env.items())
                       if k.isidentifier() and k not in _HOST_ONLY_ENV)
     return (f"{exports}export TERM=dumb\ncd {shlex.quote(str(cwd))} || exit 125\n"
@@ -105,7 +107,8 @@ def run(command: list[str], *, timeout: float = 600, cwd: Path | None = None,
 
     kvm="stock" loads Debian's kvm_amd before the job (and fails if /dev/kvm does not
     appear); any other value leaves loading KVM to the job (e.g. rebuilt modules).
-    With stream=True the job's output is copied to ours as it is written.
+    With stream=True the job's output is copied to ours as it is written. Files the
+    job writes into the directory $KVMHOLE_SVMHOST_OUT come back in SvmResult.files.
     """
     if not command:
         raise SvmHostError("no command to run in the SVM host")
@@ -116,9 +119,10 @@ def run(command: list[str], *, timeout: float = 600, cwd: Path | None = None,
     qemu = None
     try:
         out = work / "out"
-        out.mkdir()
+        (out / "files").mkdir(parents=True)
         (out / "job.sh").write_text(_job_script(command, cwd or Path.cwd(),
-                                                dict(os.environ if env is None else env)))
+                                                dict(os.environ if env is None else env),
+                                                out / "files"))
         initrd = initramfs.build(image, work / "initramfs.cpio")
         argv = qemu_command(image.vmlinuz, initrd, out, image.root, memory=memory, cpus=cpus,
                             cpu=cpu, kvm=kvm)
@@ -147,7 +151,9 @@ def run(command: list[str], *, timeout: float = 600, cwd: Path | None = None,
             raise SvmHostError(f"the SVM host stopped before its job finished: {why}")
         return SvmResult(int((out / "status").read_text().strip() or 255),
                          (out / "stdout").read_text(errors="replace"),
-                         (out / "stderr").read_text(errors="replace"), console, seconds)
+                         (out / "stderr").read_text(errors="replace"), console, seconds,
+                         {p.name: p.read_bytes() for p in (out / "files").iterdir()
+                          if p.is_file()})
     finally:
         if qemu is not None:
             _stop(qemu)

@@ -1,0 +1,49 @@
+"""The access-cost section again, inside the SVM host: the hardware path's costs.
+
+The SVM host is QEMU TCG emulating an AMD CPU with SVM and nested paging, running
+Debian's 6.1 kernel with kvm_amd (kvmhole.svmhost). There a mapped hole page is
+served by the (emulated) MMU after its first fault, as on real hardware, so the
+strategies' relative costs have the hardware's shape; their times are TCG's, not
+hardware's: compare ratios only. Run inside as `python -m kvmhole.bench.svm PAGES REPS`.
+"""
+
+import json
+import os
+import sys
+from pathlib import Path
+
+from kvmhole.errors import KvmholeError
+
+CAVEAT = ("measured inside the SVM host (QEMU TCG emulating an AMD CPU with SVM and nested "
+          "paging): TCG times are no hardware times, compare ratios only")
+RESULT = "svm_access_cost.json"
+
+
+def measure(pages: int, reps: int, advance, kvm: str = "stock") -> dict:
+    """Boot the SVM host once and run the access-cost section there."""
+    from kvmhole import svmhost
+
+    result = svmhost.run([sys.executable, "-m", "kvmhole.bench.svm", str(pages), str(reps)],
+                         timeout=3600, kvm=kvm)
+    if result.returncode != 0 or RESULT not in result.files:
+        last = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        raise KvmholeError(f"the benchmark inside the SVM host failed "
+                           f"(exit {result.returncode}): {last}")
+    advance()
+    return {"caveat": CAVEAT, "boot_to_poweroff_s": result.seconds,
+            **json.loads(result.files[RESULT])}
+
+
+def steps() -> int:
+    return 1
+
+
+def _inside(pages: int, reps: int) -> None:
+    from kvmhole.bench import access_cost, host
+
+    report = {"host": host.facts(), "access_cost": access_cost.measure(pages, reps, lambda: None)}
+    (Path(os.environ["KVMHOLE_SVMHOST_OUT"]) / RESULT).write_text(json.dumps(report))
+
+
+if __name__ == "__main__":
+    _inside(int(sys.argv[1]), int(sys.argv[2]))

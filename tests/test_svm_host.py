@@ -1,0 +1,116 @@
+"""The SVM host (kvmhole svmhost): Debian's 6.1 kernel with kvm_amd under QEMU TCG.
+
+It boots once for the hardware-path tests in tests/svm, which run there under
+pytest; each of them is reported here as its own test. Its own behaviour (output,
+exit code, files back) and its failures (missing pieces, no SVM, a hung job) are
+tested with short boots of their own.
+"""
+
+import ast
+import os
+import shlex
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from kvmhole import svmhost
+from tests.broken_hosts import in_namespace
+from tests.conftest import IN_SVMHOST, KVMHOLE, assert_one_line_error
+
+INSIDE = Path(__file__).parent / "svm"
+PROJECT = Path(__file__).parents[1]
+
+
+def inside_tests() -> list[str]:
+    """The test functions in tests/svm, read from their source (nothing imported here)."""
+    names = []
+    for path in sorted(INSIDE.glob("test_*.py")):
+        tree = ast.parse(path.read_text())
+        names += [f"{path.stem}.{node.name}" for node in tree.body
+                  if isinstance(node, ast.FunctionDef) and node.name.startswith("test_")]
+    return names
+
+
+@pytest.fixture(scope="session")
+def inside_run():
+    """One SVM host boot running pytest on tests/svm; junit XML comes back as a file."""
+    script = shlex.join([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                         str(INSIDE)]) + ' --junitxml="$KVMHOLE_SVMHOST_OUT/junit.xml"'
+    result = svmhost.run(["sh", "-c", script], cwd=PROJECT, timeout=600,
+                         env={**os.environ, IN_SVMHOST: "1"})
+    assert "junit.xml" in result.files, f"{result.stdout}\n{result.stderr}"
+    cases = {}
+    for case in ET.fromstring(result.files["junit.xml"]).iter("testcase"):
+        module = case.get("classname").rsplit(".", 1)[-1]
+        cases[f"{module}.{case.get('name')}"] = case
+    return result, cases
+
+
+@pytest.mark.parametrize("name", inside_tests())
+def test_inside_the_svm_host(inside_run, name):
+    result, cases = inside_run
+    ran = {key: case for key, case in cases.items()
+           if key == name or key.startswith(name + "[")}
+    assert ran, f"{name} did not run in the SVM host:\n{result.stdout[-3000:]}"
+    for key, case in ran.items():
+        problems = [child for child in case if child.tag in ("failure", "error", "skipped")]
+        assert not problems, f"{key}: {problems[0].get('message')}\n{problems[0].text}"
+
+
+def test_runs_a_command_and_returns_output_exit_code_and_files():
+    result = svmhost.run(["sh", "-c",
+                          "uname -r; cat /sys/module/kvm_amd/parameters/npt; test -c /dev/kvm"
+                          " && echo kvm; echo to-stderr >&2; echo x > $KVMHOLE_SVMHOST_OUT/f;"
+                          " pwd; exit 7"], cwd=PROJECT, timeout=300)
+    kernel, npt, kvm, cwd = result.stdout.split()
+    assert kernel == svmhost.kernel.headers_version()  # the installed headers' kernel
+    assert (npt, kvm, cwd) == ("Y", "kvm", str(PROJECT))
+    assert result.returncode == 7 and result.stderr == "to-stderr\n"
+    assert result.files == {"f": b"x\n"}
+
+
+def svmhost_cli(*args: str, env: dict | None = None, tmp: Path) -> subprocess.CompletedProcess:
+    """`kvmhole svmhost ...` with a private TMPDIR, so what it leaves behind is visible."""
+    return subprocess.run([*KVMHOLE, "svmhost", *args], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "TMPDIR": str(tmp), **(env or {})})
+
+
+def assert_left_nothing(tmp: Path) -> None:
+    assert not list(tmp.iterdir()), "the SVM host left its temporary files behind"
+    qemus = subprocess.run(["pgrep", "-f", f"qemu-system-x86_64.*{tmp}"], capture_output=True)
+    assert qemus.returncode == 1, "a QEMU of the SVM host is still running"
+
+
+def test_missing_qemu_is_one_line(tmp_path):
+    done = svmhost_cli("--", "true", env={"KVMHOLE_QEMU": "qemu-nowhere"}, tmp=tmp_path)
+    assert_one_line_error(done, "qemu-nowhere not found", "apt-get install qemu-system-x86")
+    assert_left_nothing(tmp_path)
+
+
+def test_missing_headers_is_one_line():
+    done = in_namespace("mount -t tmpfs tmpfs /usr/src", *KVMHOLE, "svmhost", "--", "true")
+    assert_one_line_error(done, "no Debian kernel headers", "linux-headers-amd64")
+
+
+def test_kernel_image_that_cannot_be_fetched_is_one_line():
+    # headers of a kernel version Debian never built: its image cannot be downloaded
+    fake = "/usr/src/linux-headers-0.0.0-0"
+    done = in_namespace(f"mount -t tmpfs tmpfs /usr/src; mkdir {fake}-common {fake}-amd64; "
+                        "mkdir -p /var/cache/kvmhole; mount -t tmpfs tmpfs /var/cache/kvmhole",
+                        *KVMHOLE, "svmhost", "--", "true")
+    assert_one_line_error(done, "apt-get download linux-image-0.0.0-0-amd64")
+
+
+def test_no_svm_in_the_vcpu_is_one_line(tmp_path):
+    done = svmhost_cli("--cpu", "qemu64,-svm", "--", "true", tmp=tmp_path)
+    assert_one_line_error(done, "kvm_amd would not load")
+    assert_left_nothing(tmp_path)
+
+
+def test_a_job_that_does_not_finish_is_stopped(tmp_path):
+    done = svmhost_cli("--timeout", "30", "--", "sleep", "600", tmp=tmp_path)
+    assert_one_line_error(done, "did not power off within 30 s")
+    assert_left_nothing(tmp_path)
