@@ -50,9 +50,14 @@ def _print_cost(cost: dict, where: str, console: Console) -> None:
     console.print(table)
     head = cost["headline"]
     console.print(
-        f"exit vs {head['in_kernel_strategy']}: {head['per_read_ratio_exit_vs_in_kernel']:.2f}x "
-        f"per read, {head['hole_cost_ratio_exit_vs_in_kernel']:.2f}x hole cost; Python's "
+        f"exit vs {head['in_kernel_strategy']}: {_times(head['per_read_ratio_exit_vs_in_kernel'])} "
+        f"per read, {_times(head['hole_cost_ratio_exit_vs_in_kernel'])} hole cost; Python's "
         f"share of one exit: {head['python_share_of_exit_us']:.2f} µs")
+
+
+def _times(ratio: float | None) -> str:
+    """A ratio, or why there is none (stats.ratio gives None for a cost at or below 0)."""
+    return "n/a (cost within noise)" if ratio is None else f"{ratio:.2f}x"
 
 
 def _print_svm(svm: dict, console: Console) -> None:
