@@ -81,6 +81,8 @@ class TopApp(App):
                    get_current_worker().cancelled_event)
 
     def on_top_app_polled(self, message: Polled) -> None:
+        if not self.query(GuestTable):
+            return  # quitting: the screen is torn down before the poll worker stops posting
         self.apply_snapshot(message.snapshot)
 
     def apply_snapshot(self, snapshot: Snapshot) -> None:
