@@ -5,6 +5,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from kvmhole.vmm.strategies import STRATEGIES
+
 
 def _spread(s: dict, scale: float = 1.0) -> str:
     """'median (min-max)' of a stats.spread() summary, times `scale`."""
@@ -132,7 +134,7 @@ def write_plots(report: dict, out: Path) -> list[Path]:
     written.append(path)
 
     fig, ax = plt.subplots(figsize=(7, 4))
-    for strategy in ("alias", "dense"):
+    for strategy in (name for name, s in STRATEGIES.items() if s.maps_memory):
         rows = [r for r in report["memory"] if r["strategy"] == strategy]
         ax.plot([r["hole_bytes"] >> 20 for r in rows], [r["rss_added_bytes"] / 1e6 for r in rows],
                 marker="o", label=f"{strategy}: RSS added")

@@ -12,10 +12,11 @@ import urllib.request
 
 from kvmhole.bench.stats import spread
 from kvmhole.probes.snapshot import ROUNDTRIP_BOUNDS_S, GuestStats, Histogram, ProbeHealth, Snapshot
+from kvmhole.vmm.strategies import STRATEGIES as ALL_STRATEGIES
 
 GUESTS = 64
 HOLE = [(0xB0008000, 0xC0000000)]
-STRATEGIES = ("alias", "dense", "exit", "native")
+STRATEGIES = tuple(ALL_STRATEGIES)
 
 
 def synthetic_snapshot(guests: int, tick: int) -> Snapshot:
@@ -23,8 +24,9 @@ def synthetic_snapshot(guests: int, tick: int) -> Snapshot:
     stats = []
     for i in range(guests):
         strategy = STRATEGIES[i % len(STRATEGIES)]
-        kernel = 0 if strategy == "exit" else 1000 * (tick + 1) * (i + 1)
-        exits = 1000 * (tick + 1) * (i + 1) if strategy == "exit" else tick
+        in_kernel = ALL_STRATEGIES[strategy].served_in_kernel
+        kernel = 1000 * (tick + 1) * (i + 1) if in_kernel else 0
+        exits = tick if in_kernel else 1000 * (tick + 1) * (i + 1)
         counts = [0] * (len(ROUNDTRIP_BOUNDS_S) + 1)
         for bucket in range(4, 12):
             counts[bucket] = (tick + 1) * (i + bucket)

@@ -20,9 +20,9 @@ def demo(pages):
     for column in ("--hole", "guest reads", "MMIO exits", "KVM mmio_exits", "memslots", "wall",
                    "RSS"):
         table.add_column(column, justify="right")
-    for strategy in STRATEGIES:
-        if strategy == "native" and not native_ok:
-            table.add_row("native", "n/a", "n/a", "n/a", "n/a", "n/a", "n/a")
+    for strategy, properties in STRATEGIES.items():
+        if properties.needs_patch and not native_ok:
+            table.add_row(strategy, "n/a", "n/a", "n/a", "n/a", "n/a", "n/a")
             continue
         r = Machine(MachineConfig(guest="ecam-scan", hole=strategy, pages=pages)).run()
         table.add_row(strategy, str(r.guest_hole_reads), str(r.userspace_exits.get("MMIO", 0)),

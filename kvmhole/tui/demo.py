@@ -17,8 +17,10 @@ from typing import IO
 
 from kvmhole.errors import KvmholeError
 from kvmhole.vmm import registry
+from kvmhole.vmm.strategies import STRATEGIES as ALL_STRATEGIES
 
-STRATEGIES = ("alias", "dense", "exit")
+# one guest per strategy that runs on any kernel
+STRATEGIES = tuple(name for name, s in ALL_STRATEGIES.items() if not s.needs_patch)
 BACKSTOP_S = 6 * 3600  # --timeout: the last resort if no stop ever reaches a guest
 PR_SET_PDEATHSIG = 1
 

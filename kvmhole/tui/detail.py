@@ -9,6 +9,7 @@ from textual.widgets import Sparkline, Static
 from kvmhole.probes.snapshot import GuestStats, Histogram
 from kvmhole.tui.columns import COLUMN, count, seconds
 from kvmhole.tui.history import SERIES, Point
+from kvmhole.vmm.strategies import strategy_of
 
 BAR_WIDTH = 20
 
@@ -26,7 +27,8 @@ def title(g: GuestStats, probe_path: str) -> Text:
         text.append(f"  KVM stats since the VM started: mmio_exits "
                     f"{count(g.kvm_stats['mmio_exits'])}, exits {count(g.kvm_stats['exits'])}",
                     style="dim")
-    if probe_path == "vmx/svm" and g.strategy in ("alias", "dense"):
+    strategy = strategy_of(g.strategy)
+    if probe_path == "vmx/svm" and strategy is not None and strategy.maps_memory:
         # mapped hole pages fault once, then reads never leave the guest: no event at all
         text.append("  (hardware virtualisation: only first touches of mapped hole pages "
                     "are seen)", style="italic")

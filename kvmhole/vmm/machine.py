@@ -28,7 +28,6 @@ from kvmhole.vmm.fastpath import CFastPath
 from kvmhole.vmm.memmap import PAGE, Q35_ECAM_BASE, Q35_ECAM_SIZE, build_memory_map
 from kvmhole.vmm.pci import host_bridge, parse_device
 from kvmhole.vmm.registry import Registration
-from kvmhole.vmm.slots import plan_slots
 
 DEFAULT_PAGES = {"ecam-scan": 8192, "mixed": 64}
 DEFAULT_PAUSE_US = 10_000
@@ -148,7 +147,7 @@ class Machine:
         """Build the VM, run the guest to completion and return what happened."""
         with System() as system:
             max_slots = system.check_extension("KVM_CAP_NR_MEMSLOTS")
-            slots = plan_slots(self.map, self.strategy, max_slots)
+            slots = strategies.plan_slots(self.map, self.strategy, max_slots)
             vm = system.create_vm()
             ram_mapping = hostmem.anonymous(self.map.ram.size, "guest RAM")
             backing = None
@@ -157,7 +156,7 @@ class Machine:
                 self._load(ram)
                 vm.set_tss_addr(0xFFFB_D000)
                 vm.set_user_memory_region(0, 0, self.map.ram.size, ram_mapping.addr)
-                backing = strategies.install(self.strategy, vm, self.map, slots)
+                backing = strategies.STRATEGIES[self.strategy].install(vm, self.map, slots)
                 vcpu = vm.create_vcpu(0)
                 longmode.enter_long_mode(vcpu, system.supported_cpuid(), protocol.LOAD_ADDR,
                                          protocol.STACK_TOP)

@@ -1,8 +1,7 @@
-"""Which memory slots each hole strategy needs: pure arithmetic over the memory map."""
+"""Memory-slot arithmetic over the memory map, for the hole strategies (strategies.py)."""
 
 from dataclasses import dataclass
 
-from kvmhole.errors import ConfigError
 from kvmhole.vmm.memmap import PAGE, MemoryMap, Range
 
 # The alias strategy maps one all-ones page this many times into a window that
@@ -27,29 +26,8 @@ def alias_window_size(memory_map: MemoryMap) -> int:
     return min(ALIAS_WINDOW, largest)
 
 
-def _chunks(run: Range, size: int) -> list[Range]:
+def chunks(run: Range, size: int) -> list[Range]:
     return [Range(start, min(start + size, run.end)) for start in range(run.start, run.end, size)]
-
-
-def plan_slots(memory_map: MemoryMap, strategy: str, max_slots: int) -> list[Slot]:
-    """RAM slot first, then the hole's slots; ConfigError if KVM's slot limit is exceeded."""
-    if strategy == "exit":
-        hole: list[Range] = []
-    elif strategy == "alias":
-        window = alias_window_size(memory_map)
-        hole = [c for run in memory_map.hole_runs for c in _chunks(run, window)]
-    elif strategy in ("dense", "native"):
-        hole = list(memory_map.hole_runs)
-    else:
-        raise ValueError(strategy)
-    slots = [Slot(RAM_SLOT, memory_map.ram, "ram")]
-    slots += [Slot(RAM_SLOT + 1 + i, gpa, strategy) for i, gpa in enumerate(hole)]
-    if len(slots) > max_slots:
-        raise ConfigError(
-            f"the {strategy} strategy needs {len(slots)} memory slots for this hole, "
-            f"but KVM allows {max_slots}: use fewer present devices or a smaller hole"
-        )
-    return slots
 
 
 def alias_mappings(memory_map: MemoryMap) -> int:

@@ -1,23 +1,20 @@
 """Hole strategies: how the PCI hole is backed, and so where its reads are served.
 
-| strategy | hole memslots                         | a hole read is served   | host memory |
-| native   | KVM_MEM_PCI_HOLE (the 2020 patch)     | in KVM (emulated)       | none        |
-| alias    | read-only, all aliasing one 0xff page | in KVM (mapped)         | one page    |
-| dense    | read-only, real 0xff memory           | in KVM (mapped)         | whole hole  |
-| exit     | none                                  | by this VMM, per access | none        |
-Writes to the hole always exit to the VMM, which counts and discards them.
+Each strategy is one HoleStrategy object in STRATEGIES: its memslot plan, how it
+installs them, and the properties every other place (views, bench, tests, README)
+reads from it instead of comparing names. Writes to the hole always exit to the
+VMM, which counts and discards them. Adding a strategy means adding one object here.
 """
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from functools import cache
 
 from kvmhole.errors import ConfigError
 from kvmhole.kvm import MEM_READONLY, HltExit, IoExit, KvmError, MmioExit, System
 from kvmhole.vmm import hostmem
-from kvmhole.vmm.memmap import MemoryMap
-from kvmhole.vmm.slots import Slot, alias_window_size
-
-STRATEGIES = ("native", "alias", "dense", "exit")
-CHOICES = ("auto", *STRATEGIES)
+from kvmhole.vmm.memmap import MemoryMap, Range
+from kvmhole.vmm.slots import RAM_SLOT, Slot, alias_window_size, chunks
 
 # The patch's memslot flag. Mainline has since reused bit 2 for
 # KVM_MEM_GUEST_MEMFD and the patch's capability numbers (183/186/187) for other
@@ -37,30 +34,103 @@ class HoleBacking:
         self.mappings.clear()
 
 
-def install(strategy: str, vm, memory_map: MemoryMap, slots: list[Slot]) -> HoleBacking:
-    """Create the hole's memslots for `strategy` (the RAM slot is the machine's)."""
-    backing = HoleBacking()
-    hole_slots = [s for s in slots if s.kind == strategy]
-    try:
-        if strategy == "alias":
-            window = hostmem.AliasWindow(alias_window_size(memory_map))
-            backing.mappings.append(window)
-            for s in hole_slots:
-                vm.set_user_memory_region(s.slot, s.gpa.start, s.gpa.size, window.addr,
-                                          MEM_READONLY)
-        elif strategy == "dense":
-            for s in hole_slots:
-                dense = hostmem.dense_all_ones(s.gpa.size)
-                backing.mappings.append(dense)
-                vm.set_user_memory_region(s.slot, s.gpa.start, s.gpa.size, dense.addr,
-                                          MEM_READONLY)
-        elif strategy == "native":
-            for s in hole_slots:
-                vm.set_user_memory_region(s.slot, s.gpa.start, s.gpa.size, 0, KVM_MEM_PCI_HOLE)
-    except BaseException:
-        backing.close()
-        raise
-    return backing
+@dataclass(frozen=True)
+class HoleStrategy:
+    name: str
+    served_in_kernel: bool  # hole reads are answered by KVM, without an exit to the VMM
+    maps_memory: bool       # by mapped pages: on VMX/SVM only a page's first read faults
+    needs_patch: bool       # only on a kernel with the 2020 KVM_MEM_PCI_HOLE patch
+    memslots: str           # README: the memslots over the hole
+    host_memory: str        # README: host memory for a 256 MiB hole
+    hole_ranges: Callable[[MemoryMap], list[Range]]  # guest-physical ranges of its slots
+    _install: Callable[..., None]  # (vm, slots, memory_map, backing)
+
+    @property
+    def served(self) -> str:
+        """Where a hole read is served, in words."""
+        if not self.served_in_kernel:
+            return "by the VMM"
+        return "in KVM" if self.maps_memory else "in KVM, emulated"
+
+    def readme_row(self) -> str:
+        """This strategy's row of README's strategy table (a test holds README to it)."""
+        return f"| `{self.name}` | {self.memslots} | {self.served} | {self.host_memory} |"
+
+    def install(self, vm, memory_map: MemoryMap, slots: list[Slot]) -> HoleBacking:
+        """Create the hole's memslots (the RAM slot is the machine's)."""
+        backing = HoleBacking()
+        try:
+            self._install(vm, [s for s in slots if s.kind == self.name], memory_map, backing)
+        except BaseException:
+            backing.close()
+            raise
+        return backing
+
+
+def _install_alias(vm, slots, memory_map, backing) -> None:
+    window = hostmem.AliasWindow(alias_window_size(memory_map))
+    backing.mappings.append(window)
+    for s in slots:
+        vm.set_user_memory_region(s.slot, s.gpa.start, s.gpa.size, window.addr, MEM_READONLY)
+
+
+def _install_dense(vm, slots, memory_map, backing) -> None:
+    for s in slots:
+        dense = hostmem.dense_all_ones(s.gpa.size)
+        backing.mappings.append(dense)
+        vm.set_user_memory_region(s.slot, s.gpa.start, s.gpa.size, dense.addr, MEM_READONLY)
+
+
+def _install_native(vm, slots, memory_map, backing) -> None:
+    for s in slots:
+        vm.set_user_memory_region(s.slot, s.gpa.start, s.gpa.size, 0, KVM_MEM_PCI_HOLE)
+
+
+def _alias_ranges(memory_map: MemoryMap) -> list[Range]:
+    window = alias_window_size(memory_map)
+    return [c for run in memory_map.hole_runs for c in chunks(run, window)]
+
+
+def _install_nothing(vm, slots, memory_map, backing) -> None:
+    pass  # every hole access exits to the VMM
+
+
+STRATEGIES: dict[str, HoleStrategy] = {s.name: s for s in (
+    HoleStrategy("native", served_in_kernel=True, maps_memory=False, needs_patch=True,
+                 memslots="one `KVM_MEM_PCI_HOLE` slot per run (the 2020 patch)",
+                 host_memory="none", hole_ranges=lambda m: list(m.hole_runs),
+                 _install=_install_native),
+    HoleStrategy("alias", served_in_kernel=True, maps_memory=True, needs_patch=False,
+                 memslots="read-only slots aliasing a 1 MiB window where one 0xff page is "
+                          "mapped 256 times",
+                 host_memory="one page (RSS +1 MiB: RSS counts each mapping)",
+                 hole_ranges=_alias_ranges, _install=_install_alias),
+    HoleStrategy("dense", served_in_kernel=True, maps_memory=True, needs_patch=False,
+                 memslots="read-only slots over real 0xff memory", host_memory="256 MiB",
+                 hole_ranges=lambda m: list(m.hole_runs), _install=_install_dense),
+    HoleStrategy("exit", served_in_kernel=False, maps_memory=False, needs_patch=False,
+                 memslots="none: every access exits", host_memory="none",
+                 hole_ranges=lambda m: [], _install=_install_nothing),
+)}
+CHOICES = ("auto", *STRATEGIES)
+
+
+def strategy_of(name: str) -> HoleStrategy | None:
+    """The strategy called `name`; None for a VMM kvmhole did not start ("unknown")."""
+    return STRATEGIES.get(name)
+
+
+def plan_slots(memory_map: MemoryMap, strategy: str, max_slots: int) -> list[Slot]:
+    """RAM slot first, then the hole's slots; ConfigError if KVM's slot limit is exceeded."""
+    hole = STRATEGIES[strategy].hole_ranges(memory_map)
+    slots = [Slot(RAM_SLOT, memory_map.ram, "ram")]
+    slots += [Slot(RAM_SLOT + 1 + i, gpa, strategy) for i, gpa in enumerate(hole)]
+    if len(slots) > max_slots:
+        raise ConfigError(
+            f"the {strategy} strategy needs {len(slots)} memory slots for this hole, "
+            f"but KVM allows {max_slots}: use fewer present devices or a smaller hole"
+        )
+    return slots
 
 
 # A real-mode probe: mov ax,0x1000; mov ds,ax; mov eax,[0]; out 0x10,eax; hlt
@@ -112,7 +182,7 @@ def resolve(choice: str) -> str:
         raise ConfigError(f"unknown hole strategy {choice!r}; choose one of {', '.join(CHOICES)}")
     if choice == "auto":
         return "native" if native_support()[0] else "alias"
-    if choice == "native":
+    if STRATEGIES[choice].needs_patch:
         supported, why = native_support()
         if not supported:
             raise ConfigError(f"--hole native: {why}; use --hole alias for the same reads "
