@@ -35,3 +35,13 @@ def doctor():
            "vmx/svm": "kvm_exit + kvm_page_fault (hardware virtualisation)",
            "exits-only": plan.message}[plan.path]
     click.echo(f"{'ok':8} {'probe path':15} {plan.path}: hole reads in kernel from {how}")
+    # the monitor's own program, built for that path: a verifier that rejects it, or a
+    # package that lacks it, would otherwise first show in trace, top or export
+    from kvmhole.probes.bpf import SOURCE, ProbeProgram
+
+    try:
+        ProbeProgram(plan, auto_track=True, events=False).close()
+    except ProbeUnavailable as error:
+        click.echo(f"kvmhole: error: the probes do not load: {error}", err=True)
+        sys.exit(1)
+    click.echo(f"{'ok':8} {'probes':15} {SOURCE} loads ({plan.path} build)")

@@ -8,7 +8,16 @@ from pathlib import Path
 from kvmhole.probes import ProbeUnavailable, host
 from kvmhole.probes.plan import ProbePlan
 
-SOURCE = Path(__file__).resolve().parents[2] / "bpf" / "kvmhole.bpf.c"
+
+def _source() -> Path:
+    """bpf/kvmhole.bpf.c: shipped inside an installed package as kvmhole/bpf/ (setup.py),
+    at the top of the tree in a checkout (and an editable install)."""
+    package = Path(__file__).resolve().parents[1]
+    shipped = package / "bpf" / "kvmhole.bpf.c"
+    return shipped if shipped.is_file() else package.parent / "bpf" / "kvmhole.bpf.c"
+
+
+SOURCE = _source()
 MAX_HOLES = 16
 REASON_ERROR = 32  # bpf: NR_REASONS, KVM_RUN failed with an errno other than EINTR
 
