@@ -5,6 +5,11 @@
  * maps that userspace reads once per interval; nothing is copied per event
  * unless EVENTS is defined (the optional ring buffer of userspace exits).
  *
+ * Sizes shared with Python come from kvmhole/probes/bpf.py as -D flags, so the
+ * two sides cannot disagree: MAX_HOLES (hole ranges per guest), NR_REASONS
+ * (KVM_EXIT_* numbers counted one by one), NR_BUCKETS and FIRST_BUCKET_LOG2 (the
+ * round-trip histogram: snapshot.ROUNDTRIP_BOUNDS_S).
+ *
  * Compile-time switches (set by kvmhole/probes/bpf.py from the probe plan):
  *   EMULATED_PATH  hole reads recognised from guest page walks (emulated/PVM hosts)
  *   VMX_PATH       ... from kvm_exit/kvm_page_fault/kvm_entry (VMX/SVM hosts)
@@ -17,10 +22,6 @@
  */
 #include <uapi/linux/ptrace.h>
 
-#define MAX_HOLES 16
-#define NR_BUCKETS 27        /* <=2^8 ns .. <=2^33 ns, then +Inf: snapshot.ROUNDTRIP_BOUNDS_S */
-#define FIRST_BUCKET_LOG2 8
-#define NR_REASONS 32        /* KVM_EXIT_* below this are counted by number */
 #define REASON_ERROR NR_REASONS  /* KVM_RUN failed with an errno other than EINTR */
 #define KVM_EXIT_INTR 10
 #define EINTR 4

@@ -1,12 +1,14 @@
 """Loading bpf/kvmhole.bpf.c with bcc and reading its maps into plain Python values."""
 
 import contextlib
-import ctypes
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kvmhole.kvm.exits import EXIT_NAMES
 from kvmhole.probes import ProbeUnavailable, host
 from kvmhole.probes.plan import ProbePlan
+from kvmhole.probes.snapshot import ROUNDTRIP_BOUNDS_S
 
 
 def _source() -> Path:
@@ -18,15 +20,20 @@ def _source() -> Path:
 
 
 SOURCE = _source()
-MAX_HOLES = 16
-REASON_ERROR = 32  # bpf: NR_REASONS, KVM_RUN failed with an errno other than EINTR
+MAX_HOLES = 16  # hole ranges per guest
+NR_REASONS = 32  # KVM_EXIT_* numbers below this are counted one by one
+REASON_ERROR = NR_REASONS  # the counter of KVM_RUN failures other than EINTR
 
-# KVM_EXIT_* numbers (uapi/linux/kvm.h) -> the names kvmhole's VMM uses for exits.
-EXIT_REASONS = {
-    0: "UNKNOWN", 1: "EXCEPTION", 2: "IO", 3: "HYPERCALL", 4: "DEBUG", 5: "HLT", 6: "MMIO",
-    7: "IRQ_WINDOW_OPEN", 8: "SHUTDOWN", 9: "FAIL_ENTRY", 10: "INTR", 11: "SET_TPR",
-    12: "TPR_ACCESS", 16: "NMI", 17: "INTERNAL_ERROR", 24: "SYSTEM_EVENT", 26: "IOAPIC_EOI",
-    27: "HYPERV", 29: "X86_RDMSR", 30: "X86_WRMSR", REASON_ERROR: "ERROR",
+# KVM_EXIT_* numbers -> the names kvmhole's VMM uses for exits (from <linux/kvm.h>).
+EXIT_REASONS = {**{n: name for n, name in EXIT_NAMES.items() if n < NR_REASONS},
+                REASON_ERROR: "ERROR"}
+
+# The sizes the BPF program is compiled with: passed as -D, never written in the C.
+CONSTANTS = {
+    "MAX_HOLES": MAX_HOLES,
+    "NR_REASONS": NR_REASONS,
+    "NR_BUCKETS": len(ROUNDTRIP_BOUNDS_S) + 1,  # the last one is +Inf
+    "FIRST_BUCKET_LOG2": round(math.log2(ROUNDTRIP_BOUNDS_S[0] * 1e9)),
 }
 
 
@@ -44,18 +51,12 @@ class RawCounts:
     kernel_time_sum_ns: int = 0
 
 
-class ExitEvent(ctypes.Structure):
-    _fields_ = [("pid", ctypes.c_uint32), ("tid", ctypes.c_uint32), ("reason", ctypes.c_uint32),
-                ("pad", ctypes.c_uint32), ("addr", ctypes.c_uint64),
-                ("latency_ns", ctypes.c_uint64)]
-
-
 class ProbeProgram:
     def __init__(self, plan: ProbePlan, auto_track: bool, events: bool):
         host.prepare()
         from bcc import BPF  # only after prepare(): bcc reads BCC_KERNEL_SOURCE when compiling
 
-        cflags = ["-Wno-macro-redefined"]
+        cflags = ["-Wno-macro-redefined", *(f"-D{k}={v}" for k, v in CONSTANTS.items())]
         if plan.path == "emulated":
             cflags.append("-DEMULATED_PATH")
         elif plan.path == "vmx/svm":
@@ -125,10 +126,13 @@ class ProbeProgram:
         return table[table.Key(0)].value
 
     def open_events(self, callback) -> None:
-        """callback(ExitEvent) for every userspace exit, once its round trip is known."""
+        """callback(event) for every userspace exit, once its round trip is known; the
+        event's fields are struct exit_event's, as bcc parses them from the C."""
+        events = self.bpf[b"events"]
+
         def handle(_ctx, data, _size):
-            callback(ctypes.cast(data, ctypes.POINTER(ExitEvent)).contents)
-        self.bpf[b"events"].open_ring_buffer(handle)
+            callback(events.event(data))
+        events.open_ring_buffer(handle)
 
     def poll_events(self, timeout_ms: int) -> None:
         self.bpf.ring_buffer_poll(timeout_ms)

@@ -151,7 +151,7 @@ class Monitor:
         return stats
 
     def events(self, callback) -> None:
-        """Stream every userspace exit to callback(ExitEvent) (Monitor(events=True) only)."""
+        """Stream every userspace exit to callback(event) (Monitor(events=True) only)."""
         self.program.open_events(callback)
 
     def poll_events(self, timeout_ms: int) -> None:
