@@ -13,7 +13,7 @@ def test_doctor_reports_this_host():
     out = kvmhole("doctor").stdout
     for name in ("root", "kvm", "tracefs", "kernel headers", "bcc"):
         assert any(line.startswith("ok") and name in line for line in out.splitlines()), out
-    # PLATFORM.md: guests are emulated here, so kvm_exit is silent and page walks fire
+    # this machine's KVM emulates guests (PVM): kvm_exit is silent and page walks fire
     assert "silent   kvm:kvm_exit" in out
     assert "fires    kvmmmu:kvm_mmu_pagetable_walk" in out
     assert "probe path      emulated" in out

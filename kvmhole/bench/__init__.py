@@ -1,1 +1,1 @@
-"""kvmhole bench: the seed's experiment side by side, one section per question."""
+"""kvmhole bench: the 2020 patch's experiment side by side, one section per question."""

@@ -1,4 +1,4 @@
-"""kvmhole bench: the seed's experiment measured side by side in one run."""
+"""kvmhole bench: the 2020 patch's experiment measured side by side in one run."""
 
 import dataclasses
 import json
@@ -27,7 +27,7 @@ class _Bar:
 
 
 @click.command()
-@click.option("--quick", is_flag=True, help="Fewer repetitions and sizes (a few minutes).")
+@click.option("--quick", is_flag=True, help="Fewer repetitions and sizes (about a third of the full run's time).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write report.json and PNG plots into this directory.")

@@ -1,4 +1,4 @@
-"""kvmhole demo: the seed's experiment on the default q35 hole, every strategy in turn."""
+"""kvmhole demo: the 2020 patch's experiment on the default q35 hole, every strategy in turn."""
 
 import click
 from rich.console import Console

@@ -98,7 +98,7 @@ KERNEL_COUNTS = {
 
 @dataclass
 class ProbeHealth:
-    path: str  # "vmx/svm" (kvm_exit + kvm_page_fault) or "emulated" (page walks)
+    path: str  # a key of KERNEL_COUNTS: "vmx/svm", "emulated" or "exits-only" (plan.py)
     up: bool = True
     lost_events: int = 0
     tracepoints: list[str] = field(default_factory=list)

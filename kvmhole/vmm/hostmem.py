@@ -41,7 +41,7 @@ def anonymous(size: int, why: str) -> Mapping:
 
 
 def dense_all_ones(size: int) -> Mapping:
-    """Real memory filled with 0xff: every page is resident (the seed's '32 MB' cost)."""
+    """Real memory filled with 0xff: every page is resident (the 2020 patch's '32 MB' cost)."""
     mapping = anonymous(size, "a dense all-ones hole")
     ffi.memmove(mapping.ptr, b"\xff" * PAGE, PAGE)
     # double the filled prefix each step: log2(size) copies, no size-sized temporary
