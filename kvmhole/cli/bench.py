@@ -27,7 +27,8 @@ class _Bar:
 
 
 @click.command()
-@click.option("--quick", is_flag=True, help="Fewer repetitions and sizes (about a third of the full run's time).")
+@click.option("--quick", is_flag=True,
+              help="Fewer repetitions and sizes (about a third of the full run's time).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write report.json and PNG plots into this directory.")

@@ -1,7 +1,8 @@
 """Put a vCPU straight into 64-bit long mode with identity-mapped 2 MiB pages.
 
 The guest starts at its first instruction with paging on (2 MiB pages: KVM
-hosts that emulate guests fault 1 GiB pages with a reserved-bit #PF), so guest code needs no mode-switching trampoline.
+hosts that emulate guests fault 1 GiB pages with a reserved-bit #PF), so guest
+code needs no mode-switching trampoline.
 No IDT is loaded: any guest exception becomes a triple fault, which the run
 loop reports as a crash rather than letting a broken guest spin.
 """
