@@ -36,6 +36,8 @@ def print_tables(report: dict, console: Console) -> None:
                   f"{_spread(tui['apply_ms'])} ms, snapshot and repaint "
                   f"{_spread(tui['refresh_ms'])} ms, idle repaint cycle "
                   f"{_spread(tui['idle_repaint_ms'])} ms")
+    if "scale" in report:
+        _print_scale(report["scale"], console)
     if "svm" in report:
         _print_svm(report["svm"], console)
 
@@ -60,6 +62,26 @@ def _print_cost(cost: dict, where: str, console: Console) -> None:
 def _times(ratio: float | None) -> str:
     """A ratio, or why there is none (stats.ratio gives None for a cost at or below 0)."""
     return "n/a (cost within noise)" if ratio is None else f"{ratio:.2f}x"
+
+
+def _print_scale(scale: dict, console: Console) -> None:
+    table = Table(title=f"one monitor, idle guests plus two busy ones ({scale['busy_pages']} "
+                        "hole reads each; median, min-max)")
+    for column in ("idle guests", "busy counted exactly", "all idle listed", "poll, ms",
+                   "scrape, ms", "scrape, kB", "top refresh, ms", "monitor RSS, MB",
+                   "monitor CPU"):
+        table.add_column(column, justify="right")
+    for row in scale["rows"]:
+        table.add_row(str(row["idle_guests"]), "yes" if row["busy_exact"] else "NO",
+                      "yes" if row["idle_all_listed"] else "NO", _spread(row["poll_ms"]),
+                      _spread(row["exporter"]["scrape_ms"]),
+                      f"{row['exporter']['bytes'] / 1e3:.0f}", _spread(row["tui"]["refresh_ms"]),
+                      f"{row['monitor_rss_bytes'] / 1e6:.0f}",
+                      f"{row['monitor_cpu_share'] * 100:.1f}%")
+    console.print(table)
+    capacity = scale["map_capacity"]
+    console.print(f"BPF maps hold {capacity['guests']} guests and {capacity['vcpus']} vCPU "
+                  "threads at once")
 
 
 def _print_svm(svm: dict, console: Console) -> None:

@@ -3,7 +3,7 @@
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from kvmhole.bench import access_cost, host, memory, probe_overhead, qemu, svm, views
+from kvmhole.bench import access_cost, host, memory, probe_overhead, qemu, scale, svm, views
 
 
 @dataclass(frozen=True)
@@ -17,13 +17,15 @@ class Plan:
     view_reps: int  # exporter scrapes and TUI refreshes
     sizes_mib: tuple[int, ...]  # hole sizes of the memory section
     svm_reps: int  # access-cost repetitions inside the SVM host (TCG: slow)
+    scale_counts: tuple[int, ...]  # idle guests at each step of the scale section
     svm: bool = False  # also boot the SVM host for its access-cost section (bench --svm)
+    scale: bool = False  # also run hundreds of idle guests (bench --scale)
 
 
 QUICK = Plan(quick=True, pages=2048, reps=3, qemu_reps=2, view_reps=20,
-             sizes_mib=memory.QUICK_SIZES_MIB, svm_reps=1)
+             sizes_mib=memory.QUICK_SIZES_MIB, svm_reps=1, scale_counts=scale.QUICK_COUNTS)
 FULL = Plan(quick=False, pages=8192, reps=7, qemu_reps=5, view_reps=100,
-            sizes_mib=memory.SIZES_MIB, svm_reps=3)
+            sizes_mib=memory.SIZES_MIB, svm_reps=3, scale_counts=scale.COUNTS)
 
 
 def sections(plan: Plan) -> list[tuple[str, int, Callable]]:
@@ -40,6 +42,10 @@ def sections(plan: Plan) -> list[tuple[str, int, Callable]]:
         ("views", views.steps(),
          lambda advance: views.measure(plan.view_reps, advance)),
     ]
+    if plan.scale:
+        chosen.append(("scale", scale.steps(plan.scale_counts),
+                       lambda advance: scale.measure(plan.scale_counts, plan.view_reps // 5,
+                                                     advance)))
     if plan.svm:
         chosen.append(("svm", svm.steps(),
                        lambda advance: svm.measure(plan.pages, plan.svm_reps, advance)))

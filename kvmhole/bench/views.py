@@ -43,24 +43,31 @@ def synthetic_snapshot(guests: int, tick: int) -> Snapshot:
                     guests=stats)
 
 
-def exporter_scrape(reps: int) -> dict:
-    """Wall time and size of one /metrics scrape over HTTP, the snapshot changing each time."""
+def synthetic(tick: int) -> Snapshot:
+    return synthetic_snapshot(GUESTS, tick)
+
+
+def exporter_scrape(reps: int, snapshot_at=synthetic) -> dict:
+    """Wall time and size of one /metrics scrape over HTTP, the snapshot changing each time
+    (snapshot_at(tick) gives it: synthetic here, a live monitor's in the scale section)."""
     from kvmhole.exporter.server import listening
     from kvmhole.exporter.store import LatestSnapshot
 
     store = LatestSnapshot()
-    times, size = [], 0
+    times, size, guests = [], 0, 0
     with listening("127.0.0.1:0", store) as address:
         for tick in range(reps):
-            store.update(synthetic_snapshot(GUESTS, tick))
+            snapshot = snapshot_at(tick)
+            guests = len(snapshot.guests)
+            store.update(snapshot)
             started = time.perf_counter()
             with urllib.request.urlopen(f"http://{address}/metrics", timeout=30) as response:
                 size = len(response.read())
             times.append((time.perf_counter() - started) * 1e3)
-    return {"guests": GUESTS, "scrape_ms": spread(times), "bytes": size}
+    return {"guests": guests, "scrape_ms": spread(times), "bytes": size}
 
 
-def tui_refresh(reps: int) -> dict:
+def tui_refresh(reps: int, snapshot_at=synthetic) -> dict:
     """kvmhole top with 64 guests on a headless 160x50 screen: the cost of taking one
     snapshot (apply) and of taking it and repainting (refresh), against a repaint
     cycle in which nothing changed (idle)."""
@@ -72,10 +79,10 @@ def tui_refresh(reps: int) -> dict:
         app = TopApp(source=None)
         apply_ms, refresh_ms, idle_ms = [], [], []
         async with app.run_test(size=(160, 50)) as pilot:
-            app.apply_snapshot(synthetic_snapshot(GUESTS, 0))
+            app.apply_snapshot(snapshot_at(0))
             await pilot.pause()
             for tick in range(1, reps + 1):
-                snapshot = synthetic_snapshot(GUESTS, tick)
+                snapshot = snapshot_at(tick)
                 started = time.perf_counter()
                 app.apply_snapshot(snapshot)
                 applied = time.perf_counter()
@@ -86,7 +93,7 @@ def tui_refresh(reps: int) -> dict:
                 apply_ms.append((applied - started) * 1e3)
                 refresh_ms.append((painted - started) * 1e3)
                 idle_ms.append((idle - painted) * 1e3)
-        return {"guests": GUESTS, "apply_ms": spread(apply_ms),
+        return {"guests": len(snapshot.guests), "apply_ms": spread(apply_ms),
                 "refresh_ms": spread(refresh_ms), "idle_repaint_ms": spread(idle_ms)}
 
     return asyncio.run(run())

@@ -35,9 +35,12 @@ class _Bar:
 @click.option("--svm", is_flag=True,
               help="Also run the access-cost section inside an SVM host (kvmhole svmhost): "
                    "the hardware path, in TCG time; adds minutes.")
-def bench(quick, as_json, out, svm):
+@click.option("--scale", is_flag=True,
+              help="Also run up to 500 idle guests (100 with --quick) beside two busy "
+                   "ones under one monitor; adds minutes.")
+def bench(quick, as_json, out, svm, scale):
     """Measure what each hole strategy costs, side by side, on this machine."""
-    plan = dataclasses.replace(runner.QUICK if quick else runner.FULL, svm=svm)
+    plan = dataclasses.replace(runner.QUICK if quick else runner.FULL, svm=svm, scale=scale)
     stderr = Console(stderr=True)
     columns = (TextColumn("{task.description:>14}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())

@@ -109,6 +109,11 @@ class ProbeProgram:
                 kernel_time=list(leaf.kt), kernel_time_sum_ns=leaf.kt_sum_ns)
         return found
 
+    def capacity(self) -> dict[str, int]:
+        """max_entries of the per-guest and per-vCPU maps: how many guests and vCPU
+        threads the probes can hold at once."""
+        return {"guests": self.counts.max_entries, "vcpus": self.vcpus.max_entries}
+
     def forget(self, pid: int) -> None:
         """Drop every map entry of an exited guest."""
         for table in (self.holes, self.counts):
