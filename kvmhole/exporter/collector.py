@@ -5,6 +5,7 @@ the number of guests); addresses and pids never become labels. Counters are the
 snapshot's cumulative counts; rates are left to PromQL.
 """
 
+import sys
 from collections import Counter
 from collections.abc import Iterator
 
@@ -75,19 +76,43 @@ def _guest_families(snapshot: Snapshot) -> Iterator[Metric]:
         "kvmhole_hole_kernel_seconds",
         "Time KVM spent serving a hole access in the kernel (vmx/svm probe path only).",
         labels=GUEST_LABELS)
+    families = {"info": info, "reads": reads, "writes": writes, "exits": exits,
+                "roundtrip": roundtrip, "kvm_exits": kvm_exits, "kernel_time": kernel_time}
     for labels, guest in _labelled(snapshot.guests):
-        info.add_metric(labels, {"strategy": guest.strategy})
-        reads.add_metric((*labels, "kernel"), guest.hole_reads_in_kernel)
-        reads.add_metric((*labels, "userspace"), guest.hole_read_exits)
-        writes.add_metric(labels, guest.hole_write_exits)
-        for reason, count in sorted(guest.userspace_exits.items()):
-            exits.add_metric((*labels, reason), count)
-        roundtrip.add_metric(labels, _buckets(guest.roundtrip), guest.roundtrip.sum_s)
-        for stat, count in sorted((guest.kvm_stats or {}).items()):
-            kvm_exits.add_metric((*labels, stat), count)
-        if guest.kernel_time is not None:
-            kernel_time.add_metric(labels, _buckets(guest.kernel_time), guest.kernel_time.sum_s)
-    yield from (info, reads, writes, exits, roundtrip, kvm_exits, kernel_time)
+        try:
+            samples = list(_guest_samples(labels, guest))
+        except (TypeError, ValueError) as error:
+            # one guest with an inconsistent snapshot must not take the others down
+            _warn(f"guest {guest.name!r} (pid {guest.pid}) left out of a scrape: {error}")
+            continue
+        for family, args in samples:
+            families[family].add_metric(*args)
+    yield from families.values()
+
+
+def _guest_samples(labels: tuple[str, str], guest: GuestStats) -> Iterator[tuple[str, tuple]]:
+    """(family, add_metric arguments) for one guest, all computed before any is added."""
+    yield "info", (labels, {"strategy": guest.strategy})
+    yield "reads", ((*labels, "kernel"), guest.hole_reads_in_kernel)
+    yield "reads", ((*labels, "userspace"), guest.hole_read_exits)
+    yield "writes", (labels, guest.hole_write_exits)
+    for reason, count in sorted(guest.userspace_exits.items()):
+        yield "exits", ((*labels, reason), count)
+    yield "roundtrip", (labels, _buckets(guest.roundtrip), guest.roundtrip.sum_s)
+    for stat, count in sorted((guest.kvm_stats or {}).items()):
+        yield "kvm_exits", ((*labels, stat), count)
+    if guest.kernel_time is not None:
+        yield "kernel_time", (labels, _buckets(guest.kernel_time), guest.kernel_time.sum_s)
+
+
+_warned: set[str] = set()
+
+
+def _warn(message: str) -> None:
+    """Once per distinct message: scrapes repeat every few seconds."""
+    if message not in _warned:
+        _warned.add(message)
+        print(f"kvmhole: warning: {message}", file=sys.stderr, flush=True)
 
 
 def _labelled(guests: list[GuestStats]) -> Iterator[tuple[tuple[str, str], GuestStats]]:

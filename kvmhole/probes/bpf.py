@@ -45,9 +45,10 @@ class RawCounts:
     read_exits: int = 0
     write_exits: int = 0
     exits: dict[str, int] = field(default_factory=dict)
-    roundtrip: list[int] = field(default_factory=list)
+    # a guest that has not exited yet has all its buckets, at zero: views zip them with bounds
+    roundtrip: list[int] = field(default_factory=lambda: [0] * CONSTANTS["NR_BUCKETS"])
     roundtrip_sum_ns: int = 0
-    kernel_time: list[int] = field(default_factory=list)
+    kernel_time: list[int] = field(default_factory=lambda: [0] * CONSTANTS["NR_BUCKETS"])
     kernel_time_sum_ns: int = 0
 
 

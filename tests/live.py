@@ -1,0 +1,56 @@
+"""Helpers for tests that run the monitors as a user does, beside real guests."""
+
+import re
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import KVMHOLE
+
+# A process that registers as a kvmhole guest and never runs one: a guest with no exit yet.
+IDLE_GUEST = """
+import sys, time
+from kvmhole.vmm.registry import Registration
+with Registration({"name": sys.argv[1], "guest": "mixed", "vmm": "kvmhole",
+                   "strategy": "alias", "holes": [[0xB0001000, 0xC0000000]]}):
+    print("registered", flush=True)
+    time.sleep(600)
+"""
+
+
+def start_idle_guest(name: str) -> subprocess.Popen:
+    idle = subprocess.Popen([sys.executable, "-c", IDLE_GUEST, name], stdout=subprocess.PIPE,
+                            text=True)
+    assert idle.stdout.readline() == "registered\n"
+    return idle
+
+
+def start_export(*args: str) -> tuple[subprocess.Popen, str]:
+    """`kvmhole export --listen 127.0.0.1:0 ARGS`, once it serves; (process, base URL)."""
+    export = subprocess.Popen([*KVMHOLE, "export", "--listen", "127.0.0.1:0", *args],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    for line in export.stderr:
+        if match := re.search(r"serving (http://\S+)/metrics", line):
+            return export, match[1]
+    raise AssertionError(f"kvmhole export never served: {export.communicate()}")
+
+
+def scrape(base: str) -> tuple[int, dict[tuple[str, tuple], float]]:
+    """(HTTP status, {(sample name, sorted labels): value}) of one scrape of /metrics."""
+    try:
+        with urllib.request.urlopen(f"{base}/metrics", timeout=30) as reply:
+            text = reply.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, {}
+    return 200, {(s.name, tuple(sorted(s.labels.items()))): s.value
+                 for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def stop(process: subprocess.Popen) -> str:
+    """Stop a monitor as Ctrl-C does; its stderr."""
+    process.send_signal(2)
+    _, err = process.communicate(timeout=60)
+    return err
