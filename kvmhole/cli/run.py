@@ -50,6 +50,9 @@ def run(guest, hole, hole_base, hole_size, ram_size, pages, passes, devices, sca
         click.echo(json.dumps(result.to_dict()))
     else:
         _summary(result)
+    if result.error is not None:
+        click.echo(f"kvmhole: error: {result.error}", err=True)
+        sys.exit(1)
     if result.status != "ok":
         click.echo(f"kvmhole: error: guest {result.guest} reported failures: "
                    f"{result.guest_result}", err=True)

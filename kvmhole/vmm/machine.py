@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 import psutil
 
 from kvmhole import guests
-from kvmhole.errors import ConfigError, GuestError
+from kvmhole.errors import ConfigError, GuestError, KvmholeError
 from kvmhole.guests import protocol
 from kvmhole.kvm import (
     FailEntryExit,
@@ -22,7 +22,7 @@ from kvmhole.kvm import (
     sum_stats,
 )
 from kvmhole.vmm import hostmem, longmode, strategies
-from kvmhole.vmm.deadline import Deadline
+from kvmhole.vmm.deadline import Deadline, GuestTimeout
 from kvmhole.vmm.devices import ALL_ONES, EcamWindow, ExitCounts
 from kvmhole.vmm.fastpath import CFastPath
 from kvmhole.vmm.memmap import PAGE, Q35_ECAM_BASE, Q35_ECAM_SIZE, build_memory_map
@@ -60,7 +60,8 @@ class RunResult:
     hole_size: int
     hole_pages: int
     memslots: int
-    status: str
+    status: str  # ok | failed (the guest's checks) | crashed | timeout
+    error: str | None  # what ended a crashed or timed-out guest
     guest_result: dict
     guest_hole_reads: int
     userspace_exits: dict
@@ -92,22 +93,25 @@ class Machine:
         self.counts = ExitCounts()
         self.ecam = EcamWindow(self.map, self.functions, self.counts)
         self.status: int | None = None
+        self.error: KvmholeError | None = None  # why the run loop ended early
 
     def _check_pages(self) -> None:
         if self.pages < 0:
             raise ConfigError("--pages must not be negative")
         if self.config.passes < 1:
             raise ConfigError("--passes must be at least 1")
-        limit = self._scan_limit()
-        if self.config.guest == "ecam-scan" and not 0 < self.pages <= limit:
+        if self.config.guest != "ecam-scan":
+            return
+        limit = self._scan_area() if self.config.scan_ram else self.map.hole_pages
+        if not 0 < self.pages <= limit:
             where = "scratch RAM" if self.config.scan_ram else "this hole"
             raise ConfigError(f"--pages must be between 1 and {limit}, the pages {where} has")
 
-    def _scan_limit(self) -> int:
+    def _scan_area(self) -> int:
+        """Pages a scanning guest may read from scan_base: scratch RAM or the whole window
+        (hole and present functions alike); one more lies outside it and faults."""
         if self.config.scan_ram:
             return (self.map.ram.size - protocol.SCRATCH_ADDR) // PAGE
-        if self.config.guest == "ecam-scan":
-            return self.map.hole_pages
         return self.map.ecam.size // PAGE
 
     def _params(self) -> dict:
@@ -118,7 +122,7 @@ class Machine:
             "ecam_base": self.map.ecam.start,
             "ecam_size": self.map.ecam.size,
             "scan_base": scan_base,
-            "scan_limit": self._scan_limit() + len(self.functions),
+            "scan_limit": self._scan_area(),
             "pages": self.pages,
             "pause_us": self.config.pause_us,
             "hole_addr": first_hole.start,
@@ -170,7 +174,10 @@ class Machine:
                 started = time.perf_counter()
                 # the registry entry is removed before the signal handlers are restored
                 with Deadline(self.config.timeout), Registration(entry):
-                    self._loop(vcpu)
+                    try:
+                        self._loop(vcpu)
+                    except (GuestError, GuestTimeout) as error:
+                        self.error = error  # reported with what the guest counted so far
                 wall = time.perf_counter() - started
                 kvm_stats = sum_stats([vcpu_stats.read(), vm_stats.read()])
                 vcpu_stats.close()
@@ -247,6 +254,7 @@ class Machine:
             hole_base=self.map.ecam.start, hole_size=self.map.ecam.size,
             hole_pages=self.map.hole_pages, memslots=memslots,
             status=self._status(guest_result),
+            error=None if self.error is None else str(self.error),
             guest_result=guest_result, guest_hole_reads=guest_result["hole_reads"],
             userspace_exits=dict(c.userspace_exits), hole_read_exits=c.hole_read_exits,
             hole_write_exits=c.hole_write_exits, hole_writes=c.hole_writes,
@@ -254,8 +262,9 @@ class Machine:
             rss_bytes=memory.rss, uss_bytes=memory.uss,
         )
 
-
     def _status(self, guest_result: dict) -> str:
+        if self.error is not None:
+            return "timeout" if isinstance(self.error, GuestTimeout) else "crashed"
         if self.status != protocol.STATUS_OK:
             return "failed"
         # hole-rw logs each write it makes; the VMM must have seen exactly those
