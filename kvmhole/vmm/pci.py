@@ -65,12 +65,17 @@ class PciFunction:
         return bytes(self.config[offset : offset + length])
 
     def write(self, offset: int, data: bytes) -> None:
-        # Only the command/status word and BARs' scratch are guest-writable here;
-        # identity registers (offsets 0-0x0b) stay read-only as on real hardware.
-        if offset >= 0x0C or offset + len(data) <= 0x04:
-            self.config[offset : offset + len(data)] = data
-        elif 0x04 <= offset < 0x08:
-            self.config[offset : offset + len(data)] = data[: 0x08 - offset]
+        # The command/status word (0x04-0x07) and everything from 0x0c on are
+        # guest-writable; the identity registers (vendor/device ID at 0x00-0x03,
+        # revision and class code at 0x08-0x0b) stay read-only as on real hardware,
+        # byte by byte, whatever the width and alignment of the write.
+        for i, byte in enumerate(data[: FUNCTION_SIZE - offset]):
+            if not _read_only(offset + i):
+                self.config[offset + i] = byte
+
+
+def _read_only(offset: int) -> bool:
+    return offset < 0x04 or 0x08 <= offset < 0x0C
 
 
 def parse_device(spec: str) -> PciFunction:
