@@ -76,3 +76,13 @@ def test_c_fastpath_serves_the_same_exits(run_dir):
     rw = run_json("hole-rw", "--hole", "exit", "--c-fastpath")
     assert rw["status"] == "ok"
     assert rw["hole_writes"] == rw["guest_result"]["writes"]
+
+
+def test_hole_rw_passes_when_the_first_hole_run_is_one_page(run_dir):
+    # 00:00.1 is a one-page run between the host bridge and 00:00.2
+    result = run_json("hole-rw", "--hole", "alias", "--device", "00:00.2")
+    assert result["status"] == "ok", result["guest_result"]
+    assert result["guest_result"]["hole_reads"] == 28
+    # the writes landed in the first run with two pages: from 00:00.3 on
+    assert {w["addr"] & ~0xFFF for w in result["hole_writes"]} == {0xB000_3000, 0xB000_4000}
+    assert result["hole_writes"] == result["guest_result"]["writes"]

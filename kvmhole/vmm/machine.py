@@ -116,7 +116,7 @@ class Machine:
 
     def _params(self) -> dict:
         device = self.functions[0]
-        first_hole, last_hole = self.map.hole_runs[0], self.map.hole_runs[-1]
+        last_hole = self.map.hole_runs[-1]
         scan_base = protocol.SCRATCH_ADDR if self.config.scan_ram else self.map.ecam.start
         return {
             "ecam_base": self.map.ecam.start,
@@ -125,12 +125,22 @@ class Machine:
             "scan_limit": self._scan_area(),
             "pages": self.pages,
             "pause_us": self.config.pause_us,
-            "hole_addr": first_hole.start,
+            "hole_addr": self._two_hole_pages(),
             "hole_last": last_hole.end - PAGE,
             "device_addr": self.map.ecam.start + device.bdf.ecam_offset,
             "device_id": device.id_dword,
             "passes": self.config.passes,
         }
+
+    def _two_hole_pages(self) -> int:
+        """hole-rw reads and writes across two consecutive hole pages: the first run that
+        has two (a run of one page ends at a present function)."""
+        for run in self.map.hole_runs:
+            if run.size >= 2 * PAGE:
+                return run.start
+        if self.config.guest == "hole-rw":
+            raise ConfigError("hole-rw needs two consecutive absent functions in the window")
+        return self.map.hole_runs[0].start
 
     def _load(self, ram) -> None:
         image = guests.image(self.guest.name)
