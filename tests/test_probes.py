@@ -10,7 +10,7 @@ import pytest
 
 from kvmhole.guests import multiboot
 from kvmhole.probes.monitor import Monitor
-from tests.conftest import KVMHOLE
+from tests.conftest import KVMHOLE, assert_one_line_error, kvmhole
 
 
 @pytest.fixture(scope="module")
@@ -145,3 +145,21 @@ def test_qemu_guest_is_counted_exactly(registry, tmp_path):
     # QEMU answers absent functions in userspace with all-ones: each is a hole exit
     assert guest.hole_read_exits == run.hole_reads
     assert guest.hole_reads_in_kernel == 0
+
+
+def test_a_hole_cut_into_many_runs_is_counted_whole(monitor):
+    # 20 present functions, one per device number: the hole is 21 runs
+    devices = [arg for d in range(1, 21) for arg in ("--device", f"00:{d:02x}.0")]
+    monitor.poll()
+    run = result(start_guest("ecam-scan", "--hole", "exit", *devices))
+    assert run["guest_hole_reads"] == 8192 and run["guest_result"]["present_reads"] == 21
+    guest = monitor.poll().guest(run["pid"])
+    assert len(guest.holes) == 21
+    assert_counted(guest, run)
+
+
+def test_more_hole_runs_than_the_probes_take_is_refused(run_dir):
+    devices = [arg for d in range(1, 32, 2) for f in (0, 2, 4, 6)
+               for arg in ("--device", f"00:{d:02x}.{f}")]  # 64 functions, 65 runs
+    done = kvmhole("run", "ecam-scan", *devices, check=False)
+    assert_one_line_error(done, "65 runs", "at most 64")

@@ -3,7 +3,9 @@ which VMM processes, and the hole ranges of VMMs that kvmhole did not start."""
 
 import click
 
+from kvmhole.errors import ConfigError
 from kvmhole.probes.discovery import PRESETS, parse_hole_range
+from kvmhole.vmm.memmap import MAX_HOLE_RUNS
 
 
 def watch_options(command):
@@ -28,4 +30,8 @@ def monitor_args(pids: tuple[int, ...], hole_ranges: tuple[str, ...],
     for spec in hole_ranges:
         pid, span = parse_hole_range(spec)
         ranges.setdefault(pid, []).append(span)
+    for pid, spans in ranges.items():
+        if len(spans) > MAX_HOLE_RUNS:
+            raise ConfigError(f"{len(spans)} --hole-range values for pid {pid}: the probes "
+                              f"count at most {MAX_HOLE_RUNS} ranges per guest")
     return {"pids": set(pids) or None, "hole_ranges": ranges, "preset": preset}

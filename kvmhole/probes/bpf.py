@@ -9,6 +9,7 @@ from kvmhole.kvm.exits import EXIT_NAMES
 from kvmhole.probes import ProbeUnavailable, host
 from kvmhole.probes.plan import ProbePlan
 from kvmhole.probes.snapshot import ROUNDTRIP_BOUNDS_S
+from kvmhole.vmm.memmap import MAX_HOLE_RUNS
 
 
 def _source() -> Path:
@@ -20,7 +21,7 @@ def _source() -> Path:
 
 
 SOURCE = _source()
-MAX_HOLES = 16  # hole ranges per guest
+MAX_HOLES = MAX_HOLE_RUNS  # hole ranges per guest
 NR_REASONS = 32  # KVM_EXIT_* numbers below this are counted one by one
 REASON_ERROR = NR_REASONS  # the counter of KVM_RUN failures other than EINTR
 
@@ -78,7 +79,9 @@ class ProbeProgram:
 
     def _holes_leaf(self, ranges: list[tuple[int, int]], comm: bytes = b""):
         leaf = self.holes.Leaf()
-        ranges = sorted(ranges)[:MAX_HOLES]
+        if len(ranges) > MAX_HOLES:  # callers check; cutting would silently miss reads
+            raise ValueError(f"{len(ranges)} hole ranges, the probes take at most {MAX_HOLES}")
+        ranges = sorted(ranges)
         leaf.n = len(ranges)
         for i, (start, end) in enumerate(ranges):
             leaf.start[i], leaf.end[i] = start, end

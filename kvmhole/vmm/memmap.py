@@ -16,6 +16,10 @@ MIN_RAM = protocol.SCRATCH_ADDR + (2 << 20)
 # The VMM's page tables map this much guest-physical space with 2 MiB pages.
 MAPPED_LIMIT = 64 << 30
 
+# Hole ranges per guest: what the probes can tell apart (passed to the BPF C as
+# MAX_HOLES), so every hole the VMM builds is counted whole.
+MAX_HOLE_RUNS = 64
+
 Q35_ECAM_BASE = 0xB000_0000
 Q35_ECAM_SIZE = 256 * BUS_SIZE
 
@@ -98,4 +102,8 @@ def build_memory_map(ram_size: int, ecam_base: int, ecam_size: int,
     memory_map = MemoryMap(ram, ecam, tuple(sorted(present)))
     if not memory_map.hole_runs:
         raise ConfigError("present devices fill the whole window: there is no hole left")
+    if len(memory_map.hole_runs) > MAX_HOLE_RUNS:
+        raise ConfigError(f"the present devices cut the hole into {len(memory_map.hole_runs)} "
+                          f"runs; the probes count at most {MAX_HOLE_RUNS}: place devices "
+                          "next to each other")
     return memory_map
