@@ -3,6 +3,7 @@
 import re
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 
@@ -47,6 +48,26 @@ def scrape(base: str) -> tuple[int, dict[tuple[str, tuple], float]]:
         return error.code, {}
     return 200, {(s.name, tuple(sorted(s.labels.items()))): s.value
                  for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def sample(name: str, **labels: str) -> tuple[str, tuple]:
+    """The scrape() key of one sample; per-guest samples default to vmm="kvmhole"."""
+    if "guest" in labels:
+        labels.setdefault("vmm", "kvmhole")
+    return name, tuple(sorted(labels.items()))
+
+
+def scrape_until_final(base: str, run: dict, statuses: list[int]) -> dict:
+    """Scrape until the exporter serves an exited guest's final KVM stats (ground truth:
+    `run`, its `kvm_stats`); every status goes into `statuses`. Bounded, not timed."""
+    final = sample("kvmhole_kvm_stat_exits_total", guest=run["name"], stat="exits")
+    for _ in range(600):
+        status, samples = scrape(base)
+        statuses.append(status)
+        if samples.get(final) == run["kvm_stats"]["exits"]:
+            return samples
+        time.sleep(0.1)
+    raise AssertionError(f"the exporter never served {run['name']}'s final counts")
 
 
 def stop(process: subprocess.Popen) -> str:

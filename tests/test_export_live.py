@@ -4,7 +4,7 @@ import json
 import subprocess
 
 from tests.conftest import KVMHOLE
-from tests.live import scrape, start_export, start_idle_guest, stop
+from tests.live import sample, scrape, scrape_until_final, start_export, start_idle_guest, stop
 
 
 def test_a_guest_with_no_exit_yet_does_not_take_the_others_down(run_dir):
@@ -13,21 +13,17 @@ def test_a_guest_with_no_exit_yet_does_not_take_the_others_down(run_dir):
     try:
         guest = subprocess.Popen([*KVMHOLE, "run", "ecam-scan", "--hole", "alias", "--json"],
                                  stdout=subprocess.PIPE, text=True)
-        statuses, samples = [], {}
+        statuses = []
         while guest.poll() is None or not statuses:
-            status, samples = scrape(base)
-            statuses.append(status)
+            statuses.append(scrape(base)[0])
         run = json.loads(guest.communicate(timeout=60)[0])
-        while ("kvmhole_pci_hole_reads_total", (("guest", run["name"]), ("served", "kernel"),
-                                                ("vmm", "kvmhole"))) not in samples:
-            status, samples = scrape(base)  # the exited guest's final counts come next
-            statuses.append(status)
+        samples = scrape_until_final(base, run, statuses)
     finally:
         idle.kill()
         err = stop(export)
     assert set(statuses) == {200}, statuses
-    assert samples[("kvmhole_pci_hole_reads_total", (("guest", run["name"]), ("served", "kernel"),
-                                                    ("vmm", "kvmhole")))] == 8192
-    assert samples[("kvmhole_guest_info", (("guest", "idle"), ("strategy", "alias"),
-                                           ("vmm", "kvmhole")))] == 1
+    reads = "kvmhole_pci_hole_reads_total"
+    assert samples[sample(reads, guest=run["name"], served="kernel")] == 8192
+    assert samples[sample("kvmhole_guest_info", guest="idle", strategy="alias")] == 1
+    assert samples[sample(reads, guest="idle", served="kernel")] == 0
     assert "Traceback" not in err

@@ -7,6 +7,7 @@ either by the app's own poll worker or straight through TopApp.apply_snapshot.
 
 import asyncio
 import io
+import json
 import os
 import signal
 import subprocess
@@ -337,7 +338,7 @@ def test_live_demo_under_tmux(run_dir, tmp_path):
             time.sleep(0.1)
         assert status.read_text().strip() == "0", session.screen()
         assert "Traceback" not in session.screen()
-        assert gone(pids, timeout=0) and not list(run_dir.glob("*.json"))
+        assert gone(pids, timeout=0) and registry.entries() == {}
     finally:
         session.close()
 
@@ -348,7 +349,9 @@ def test_demo_guests_stop_when_top_is_killed(run_dir):
         pids = [int(row[1]) for row in session.wait_for(demo_rows_live).values()]
         os.kill(int(session.pane("#{pane_pid}")), signal.SIGKILL)  # no cleanup of its own
         assert gone(pids), "the demo guests outlived kvmhole top"
-        # each removed its own registry entry, although SIGTERM came once per dying thread
-        assert not [p.read_text() for p in run_dir.glob("*.json")]
+        # each marked its own registry entry exited, although SIGTERM came once per dying
+        # thread
+        entries = [json.loads(p.read_text()) for p in run_dir.glob("*.json")]
+        assert len(entries) == 3 and all("exited" in e for e in entries), entries
     finally:
         session.close()

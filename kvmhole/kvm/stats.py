@@ -4,6 +4,18 @@ import os
 
 from kvmhole.kvm._kvm_cffi import ffi
 
+# Bounds of a real header (KVM has ~80 vCPU stats, KVM_STATS_NAME_SIZE is 48): what
+# lies beyond is not a stats fd, and must not make us allocate gigabytes.
+MAX_DESCS = 4096
+MAX_NAME_SIZE = 256
+
+
+def _pread_exact(fd: int, size: int, offset: int) -> bytes:
+    data = os.pread(fd, size, offset)
+    if len(data) != size:
+        raise ValueError(f"fd {fd} ends before its KVM stats do")
+    return data
+
 
 class StatsFd:
     """One binary stats file descriptor (a VM's or a vCPU's).
@@ -15,9 +27,12 @@ class StatsFd:
     def __init__(self, fd: int):
         self.fd = fd
         header = ffi.new("struct kvm_stats_header *")
-        ffi.buffer(header)[:] = os.pread(fd, ffi.sizeof(header[0]), 0)
+        ffi.buffer(header)[:] = _pread_exact(fd, ffi.sizeof(header[0]), 0)
+        if not (0 < header.num_desc <= MAX_DESCS and 0 < header.name_size <= MAX_NAME_SIZE):
+            raise ValueError(f"fd {fd} has no KVM stats header ({header.num_desc} "
+                             f"descriptors, names of {header.name_size} bytes)")
         desc_size = ffi.sizeof("struct kvm_stats_desc") + header.name_size
-        raw = os.pread(fd, desc_size * header.num_desc, header.desc_offset)
+        raw = _pread_exact(fd, desc_size * header.num_desc, header.desc_offset)
         self._fields: list[tuple[str, int, int]] = []  # name, offset, count
         for i in range(header.num_desc):
             chunk = ffi.from_buffer(raw[i * desc_size : (i + 1) * desc_size])

@@ -20,6 +20,8 @@ class Identity:
     strategy: str
     holes: list[tuple[int, int]] | None  # None: the caller decides (range or preset)
     registered: bool = False  # from the kvmhole registry (else guessed from /proc)
+    start: int | None = None  # the process's start time: with the pid, which process it is
+    final_kvm_stats: dict[str, int] | None = None  # an exited VMM's own last reading
 
 
 def preset_ranges(preset: str | None) -> list[tuple[int, int]]:
@@ -47,10 +49,10 @@ def parse_hole_range(spec: str) -> tuple[int, tuple[int, int]]:
 
 
 def from_registry(entry: dict) -> Identity:
-    return Identity(name=entry.get("name") or f"kvmhole-{entry['pid']}",
-                    vmm=entry.get("vmm", "kvmhole"), strategy=entry.get("strategy", "unknown"),
-                    holes=[(int(s), int(e)) for s, e in entry.get("holes", [])],
-                    registered=True)
+    """A checked entry (registry.check_entry) -> the guest it names."""
+    return Identity(name=entry["name"], vmm=entry["vmm"], strategy=entry["strategy"],
+                    holes=list(entry["holes"]), registered=True, start=entry["start"],
+                    final_kvm_stats=entry.get("kvm_stats"))
 
 
 def _qemu_name(cmdline: list[str]) -> str | None:
@@ -62,7 +64,7 @@ def _qemu_name(cmdline: list[str]) -> str | None:
     return None
 
 
-def from_process(pid: int, comm: str) -> Identity:
+def from_process(pid: int, comm: str, start: int | None) -> Identity:
     """A VMM kvmhole did not start: name it after its -name argument or process name."""
     try:
         process = psutil.Process(pid)
@@ -72,11 +74,4 @@ def from_process(pid: int, comm: str) -> Identity:
     program = (cmdline[0].rsplit("/", 1)[-1] if cmdline else proc_name) or "unknown"
     vmm = "qemu" if program.startswith("qemu-system") else program
     return Identity(name=_qemu_name(cmdline) or f"{vmm}-{pid}", vmm=vmm, strategy="unknown",
-                    holes=None)
-
-
-def alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
+                    holes=None, start=start)

@@ -13,6 +13,7 @@ readable after the VMM exits, so an exited guest's final counts can be read.
 
 import ctypes
 import os
+import sys
 
 from kvmhole.kvm.stats import StatsFd, sum_stats
 
@@ -31,13 +32,17 @@ class GuestKvmStats:
         self.fds = fds
 
     def read(self) -> dict[str, int]:
-        total = sum_stats([fd.read() for fd in self.fds])
-        return {name: total.get(name, 0) for name in KEPT}
+        return kept(sum_stats([fd.read() for fd in self.fds]))
 
     def close(self) -> None:
         for fd in self.fds:
             fd.close()
         self.fds = []
+
+
+def kept(stats: dict[str, int] | None) -> dict[str, int] | None:
+    """The stats comparable with the probes' counts."""
+    return None if stats is None else {name: stats.get(name, 0) for name in KEPT}
 
 
 def attach(pid: int) -> GuestKvmStats | None:
@@ -50,11 +55,24 @@ def attach(pid: int) -> GuestKvmStats | None:
     try:
         for fd in _vcpu_stats_fds(pid):
             copy = _libc.syscall(SYS_PIDFD_GETFD, pidfd, fd, 0)
-            if copy >= 0:
-                copies.append(StatsFd(copy))
+            if copy >= 0 and (stats := _checked(copy)) is not None:
+                copies.append(stats)
     finally:
         os.close(pidfd)
     return GuestKvmStats(copies) if copies else None
+
+
+def _checked(fd: int) -> StatsFd | None:
+    """The copied fd as KVM stats, or None (closed) if it is anything else: the VMM may
+    have closed the fd it listed and reused its number between readlink and the copy."""
+    try:
+        if os.readlink(f"/proc/self/fd/{fd}").startswith(VCPU_STATS_LINK):
+            return StatsFd(fd)
+    except (OSError, ValueError) as error:
+        print(f"kvmhole: warning: ignoring a KVM stats fd that does not read as one: {error}",
+              file=sys.stderr, flush=True)
+    os.close(fd)
+    return None
 
 
 def _vcpu_stats_fds(pid: int) -> list[int]:

@@ -7,7 +7,7 @@ still counted. A guest that has exited is reported once more with alive=False,
 then its map entries are dropped.
 """
 
-import json
+import sys
 import threading
 import time
 from pathlib import Path
@@ -42,9 +42,10 @@ class Monitor:
         self._last_poll = time.time()
         for pid in sorted((self.pids or set()) | set(self.hole_ranges)):
             self.program.track(pid, self.hole_ranges.get(pid, self.default_holes))
-        self.watcher = RegistryWatcher(registry.registry_dir(), self._registry_file)
-        for pid, entry in registry.entries().items():
-            self._adopt(pid, entry)
+        self._warned: set[str] = set()
+        self.watcher = RegistryWatcher(registry.registry_dir(), self._registry_file, self._warn)
+        for entry in registry.entries(self._warn_file).values():
+            self._adopt(entry)
 
     def __enter__(self):
         return self
@@ -52,19 +53,39 @@ class Monitor:
     def __exit__(self, *exc):
         self.close()
 
+    def _warn(self, message: str) -> None:
+        """Once per message: a bad file is seen again at every scan."""
+        if message not in self._warned:
+            self._warned.add(message)
+            print(f"kvmhole: warning: {message}", file=sys.stderr, flush=True)
+
+    def _warn_file(self, path: Path, reason: str) -> None:
+        self._warn(f"ignoring {path} in the guest registry: {reason}")
+
     def _wanted(self, pid: int) -> bool:
         return self.pids is None or pid in self.pids
 
-    def _registry_file(self, path: Path) -> None:
+    def _read_entry(self, pid: int) -> dict | None:
+        path = registry.registry_dir() / f"{pid}.json"
         try:
-            entry = json.loads(path.read_text())
-            pid = int(entry["pid"])
-        except (OSError, ValueError, KeyError, TypeError):
-            return  # already removed again, or not an entry
-        self._adopt(pid, entry)
+            return registry.read_entry(path)
+        except registry.BadEntry as error:
+            self._warn_file(path, str(error))
+            return None
 
-    def _adopt(self, pid: int, entry: dict) -> None:
+    def _registry_file(self, path: Path) -> None:
+        """The watcher saw `path` written: adopt it if it is a running VMM's entry."""
+        try:
+            entry = registry.read_entry(path)
+        except registry.BadEntry as error:
+            self._warn_file(path, str(error))
+            return
+        if entry is not None and registry.running(entry):
+            self._adopt(entry)
+
+    def _adopt(self, entry: dict) -> None:
         """Name a kvmhole guest and give it its exact hole ranges from the registry."""
+        pid = entry["pid"]
         if not self._wanted(pid):
             return
         identity = discovery.from_registry(entry)
@@ -80,15 +101,32 @@ class Monitor:
             self._attach_kvm_stats(pid)
 
     def _identity(self, pid: int) -> discovery.Identity:
-        if pid not in self._identities:  # the watcher thread may not have read it yet
-            self._registry_file(registry.registry_dir() / f"{pid}.json")
+        with self._lock:
+            if pid in self._identities:
+                return self._identities[pid]
+        # Not adopted yet (the watcher is behind, or the guest has already exited):
+        # its entry stays readable for registry.GRACE_S after the VMM exits.
+        entry = self._read_entry(pid)
+        start = registry.process_start(pid)
         with self._lock:
             if pid not in self._identities:
-                identity = discovery.from_process(pid, self.program.comm(pid))
-                identity.holes = self.hole_ranges.get(pid, self.default_holes)
+                if entry is not None and start in (None, entry["start"]):
+                    identity = discovery.from_registry(entry)
+                    identity.holes = self.hole_ranges.get(pid) or identity.holes
+                else:  # not a kvmhole VMM, or its pid now belongs to another process
+                    identity = discovery.from_process(pid, self.program.comm(pid), start)
+                identity.holes = identity.holes or self.hole_ranges.get(pid, self.default_holes)
                 self._identities[pid] = identity
-                self._attach_kvm_stats(pid)
+                if start is not None:
+                    self._attach_kvm_stats(pid)
             return self._identities[pid]
+
+    def _alive(self, pid: int) -> bool:
+        """Still the process first seen with this pid (a reused pid is another guest)."""
+        start = registry.process_start(pid)
+        with self._lock:
+            known = self._identities.get(pid)
+        return start is not None and (known is None or known.start in (None, start))
 
     def _attach_kvm_stats(self, pid: int) -> None:
         if pid not in self._kvm_stats:
@@ -100,14 +138,17 @@ class Monitor:
         interval = max(now - self._last_poll, 1e-9)
         raw = self.program.read()
         for pid in list(self._identities):  # known guests that have not run yet: zeros
-            if self._wanted(pid) and discovery.alive(pid):
+            if self._wanted(pid) and self._alive(pid):
                 raw.setdefault(pid, RawCounts())
         if self.pids is not None:
             raw = {pid: counts for pid, counts in raw.items() if pid in self.pids}
         guests, gone = [], []
         for pid in sorted(raw):
             stats = self._stats(pid, raw[pid], interval)
-            stats.alive = discovery.alive(pid)
+            stats.alive = self._alive(pid)
+            if stats.kvm_stats is None and not stats.alive:  # the VMM's own last reading
+                stats.kvm_stats = kvmstats.kept(self._identity(pid).final_kvm_stats
+                                                or self._final_kvm_stats(pid))
             guests.append(stats)
             if not stats.alive:
                 gone.append(pid)
@@ -122,6 +163,13 @@ class Monitor:
         health = ProbeHealth(path=self.plan.path, lost_events=self.program.lost_events(),
                              tracepoints=self.plan.tracepoints, message=self.plan.message)
         return Snapshot(ts=now, interval_s=interval, probe=health, guests=guests)
+
+    def _final_kvm_stats(self, pid: int) -> dict | None:
+        """From the exited VMM's registry entry, if it is this guest's."""
+        entry = self._read_entry(pid)
+        if entry is None or entry["start"] != self._identity(pid).start:
+            return None
+        return entry.get("kvm_stats")
 
     def _stats(self, pid: int, raw: RawCounts, interval: float) -> GuestStats:
         who = self._identity(pid)

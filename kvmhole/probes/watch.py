@@ -22,10 +22,11 @@ _libc = ctypes.CDLL(None, use_errno=True)
 
 
 class RegistryWatcher:
-    """Calls on_entry(path) from a background thread for each registry file written."""
+    """Calls on_entry(path) from a background thread for each registry file written;
+    what on_entry raises goes to warn(message), and the watching goes on."""
 
-    def __init__(self, directory: Path, on_entry):
-        self.on_entry = on_entry
+    def __init__(self, directory: Path, on_entry, warn):
+        self.on_entry, self.warn = on_entry, warn
         try:
             directory.mkdir(parents=True, exist_ok=True)
         except OSError as error:
@@ -57,7 +58,10 @@ class RegistryWatcher:
                 offset += _EVENT.size + length
                 name = raw.split(b"\0")[0].decode(errors="replace")
                 if name.endswith(".json") and not name.startswith("."):
-                    self.on_entry(self.directory / name)
+                    try:
+                        self.on_entry(self.directory / name)
+                    except Exception as error:  # this thread names every later guest
+                        self.warn(f"registry file {name}: {error!r}")
 
     def close(self) -> None:
         os.write(self._stop_w, b"x")

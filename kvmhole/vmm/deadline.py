@@ -5,6 +5,8 @@ import threading
 
 from kvmhole.errors import ConfigError, KvmholeError
 
+STOPPING = (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+
 
 class GuestTimeout(KvmholeError):
     pass
@@ -12,7 +14,8 @@ class GuestTimeout(KvmholeError):
 
 class Deadline:
     """SIGALRM after `seconds`: KVM_RUN returns EINTR and the handler raises GuestTimeout.
-    SIGTERM becomes SystemExit so the registry file and mappings are cleaned up."""
+    SIGTERM, SIGHUP (a closed terminal) and SIGQUIT become SystemExit, so the registry
+    entry is marked exited and the mappings are released; only SIGKILL leaves it live."""
 
     def __init__(self, seconds: float | None):
         self.seconds = seconds
@@ -26,7 +29,8 @@ class Deadline:
             if self.seconds:
                 raise ConfigError("a timeout needs the machine to run on the main thread")
             return self
-        self.saved[signal.SIGTERM] = signal.signal(signal.SIGTERM, _terminate)
+        for signum in STOPPING:
+            self.saved[signum] = signal.signal(signum, _terminate)
         if self.seconds:
             self.saved[signal.SIGALRM] = signal.signal(signal.SIGALRM, self._expired)
             signal.setitimer(signal.ITIMER_REAL, self.seconds)

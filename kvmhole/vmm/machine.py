@@ -1,6 +1,5 @@
 """A machine: memory map + devices + hole strategy + one vCPU + the run loop."""
 
-import os
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -27,7 +26,7 @@ from kvmhole.vmm.devices import ALL_ONES, EcamWindow, ExitCounts
 from kvmhole.vmm.fastpath import CFastPath
 from kvmhole.vmm.memmap import PAGE, Q35_ECAM_BASE, Q35_ECAM_SIZE, build_memory_map
 from kvmhole.vmm.pci import host_bridge, parse_device
-from kvmhole.vmm.registry import Registration
+from kvmhole.vmm.registry import Registration, host_pid
 
 DEFAULT_PAGES = {"ecam-scan": 8192, "mixed": 64}
 DEFAULT_PAUSE_US = 10_000
@@ -89,7 +88,7 @@ class Machine:
             config.guest, 0)
         self._check_pages()
         self.strategy = strategies.resolve(config.hole)
-        self.name = config.name or f"{config.guest}-{os.getpid()}"
+        self.name = config.name or f"{config.guest}-{host_pid()}"
         self.counts = ExitCounts()
         self.ecam = EcamWindow(self.map, self.functions, self.counts)
         self.status: int | None = None
@@ -183,13 +182,15 @@ class Machine:
                 }
                 started = time.perf_counter()
                 # the registry entry is removed before the signal handlers are restored
-                with Deadline(self.config.timeout), Registration(entry):
+                with Deadline(self.config.timeout), Registration(entry) as registration:
                     try:
                         self._loop(vcpu)
                     except (GuestError, GuestTimeout) as error:
                         self.error = error  # reported with what the guest counted so far
+                    finally:  # SIGTERM too: the entry keeps the final stats for monitors
+                        kvm_stats = sum_stats([vcpu_stats.read(), vm_stats.read()])
+                        registration.final["kvm_stats"] = kvm_stats
                 wall = time.perf_counter() - started
-                kvm_stats = sum_stats([vcpu_stats.read(), vm_stats.read()])
                 vcpu_stats.close()
                 vm_stats.close()
                 result = protocol.result_dict(protocol.result_view(
@@ -258,9 +259,9 @@ class Machine:
 
     def _result(self, guest_result: dict, kvm_stats: dict, wall: float, memslots: int):
         c = self.counts
-        memory = psutil.Process().memory_full_info()
+        memory = psutil.Process(host_pid()).memory_full_info()  # as /proc numbers it
         return RunResult(
-            guest=self.guest.name, name=self.name, pid=os.getpid(), hole=self.strategy,
+            guest=self.guest.name, name=self.name, pid=host_pid(), hole=self.strategy,
             hole_base=self.map.ecam.start, hole_size=self.map.ecam.size,
             hole_pages=self.map.hole_pages, memslots=memslots,
             status=self._status(guest_result),
