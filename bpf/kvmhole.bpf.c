@@ -83,7 +83,7 @@ BPF_HASH(vcpus, u32, struct vcpu_state, 8192);     /* keyed by thread id */
 BPF_ARRAY(default_holes, struct guest_holes, 1);   /* what AUTO_TRACK gives a new guest */
 BPF_ARRAY(zero_counts, struct guest_counts, 1);    /* never written: a zeroed initialiser */
 #ifdef EVENTS
-BPF_RINGBUF_OUTPUT(events, 64);
+BPF_RINGBUF_OUTPUT(events, 1024);  /* 4 MiB: ~130k exits of slack for the reader */
 BPF_ARRAY(lost, u64, 1);
 #endif
 

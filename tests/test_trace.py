@@ -1,7 +1,10 @@
 """kvmhole trace as a user runs it, beside a real guest."""
 
 import json
+import signal
 import subprocess
+import sys
+from pathlib import Path
 
 from tests.conftest import KVMHOLE, kvmhole, run_json
 
@@ -72,3 +75,33 @@ def test_bad_hole_range_is_one_line():
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [
         "kvmhole: error: bad hole range '12:0xc0000000-0xb0000000': START must be below END"]
+
+
+STOPPED_RUN = ("import os, signal, sys\n"
+               "os.kill(os.getpid(), signal.SIGSTOP)  # until the tracer watches this pid\n"
+               "os.execv(sys.executable, [sys.executable, '-m', 'kvmhole', 'run', *sys.argv[1:]])")
+
+
+def stopped_guest(*args: str) -> subprocess.Popen:
+    """`kvmhole run ARGS` whose pid is known before it starts: stopped until SIGCONT."""
+    guest = subprocess.Popen([sys.executable, "-c", STOPPED_RUN, *args],
+                             stdout=subprocess.PIPE, text=True)
+    while Path(f"/proc/{guest.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "T":
+        pass
+    return guest
+
+
+def test_every_exit_event_is_printed_or_reported_lost(run_dir):
+    guests = [stopped_guest("ecam-scan", "--hole", "exit", "--pages", "65535", "--json")
+              for _ in range(3)]
+    pids = [arg for g in guests for arg in ("-p", str(g.pid))]
+    trace = start_trace("--json", "--events", "--interval", "0.5", *pids)
+    for guest in guests:
+        guest.send_signal(signal.SIGCONT)
+    runs = [json.loads(g.communicate(timeout=600)[0]) for g in guests]
+    trace.send_signal(signal.SIGINT)
+    out = lines(trace)
+    printed = sum(1 for e in out if e.get("event") == "exit")
+    lost = sum(e["count"] for e in out if e.get("event") == "lost")
+    # each exit but the guest's last is followed by a KVM_RUN: one event (the VMM's count)
+    assert printed + lost == sum(sum(r["userspace_exits"].values()) - 1 for r in runs)

@@ -1,7 +1,9 @@
 """kvmhole trace: per-interval rows per guest (or NDJSON), and optionally every exit."""
 
 import json
+import signal
 import sys
+import threading
 import time
 
 import click
@@ -39,33 +41,58 @@ def trace(pids, interval, count, duration, as_json, snapshots, events, hole_rang
         if events:
             monitor.events(lambda e: _print_event(e, as_json))
         started, rows = time.monotonic(), 0
-        try:
-            while count is None or rows < count:
-                wait = interval
-                if duration is not None:
-                    wait = min(wait, started + duration - time.monotonic())
-                    if wait <= 0:
-                        break
-                _wait(monitor, wait, events)
-                snapshot = monitor.poll()
-                rows += 1
-                if snapshots:
-                    click.echo(snapshot.to_json())
-                for guest in [] if snapshots else snapshot.guests:
-                    click.echo(json.dumps(_row(snapshot.ts, guest)) if as_json
-                               else _text(snapshot.ts, guest))
-                sys.stdout.flush()
-        except KeyboardInterrupt:
-            pass
+        lost = LostEvents(as_json)
+        # Ctrl-C and SIGTERM end the loop after the current interval: raised as
+        # KeyboardInterrupt, they would be swallowed inside bcc's event callbacks
+        stop = threading.Event()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: stop.set())
+        while not stop.is_set() and (count is None or rows < count):
+            wait = interval
+            if duration is not None:
+                wait = min(wait, started + duration - time.monotonic())
+                if wait <= 0:
+                    break
+            _wait(monitor, wait, events, stop)
+            snapshot = monitor.poll()
+            rows += 1
+            if snapshots:
+                click.echo(snapshot.to_json())
+            for guest in [] if snapshots else snapshot.guests:
+                click.echo(json.dumps(_row(snapshot.ts, guest)) if as_json
+                           else _text(snapshot.ts, guest))
+            lost.report(snapshot.probe.lost_events)
+            sys.stdout.flush()
+        if events:  # what the ring buffer still holds, then what it could not take
+            monitor.poll_events(0)
+            lost.report(monitor.poll().probe.lost_events)
 
 
-def _wait(monitor, seconds: float, events: bool) -> None:
+class LostEvents:
+    """Says how many exit events the ring buffer dropped since it last said so: a JSON
+    line among the events with --json, a warning on stderr otherwise."""
+
+    def __init__(self, as_json: bool):
+        self.as_json, self.reported = as_json, 0
+
+    def report(self, total: int) -> None:
+        if total <= self.reported:
+            return
+        lost, self.reported = total - self.reported, total
+        if self.as_json:
+            click.echo(json.dumps({"event": "lost", "count": lost, "total": total}))
+        else:
+            click.echo(f"kvmhole: warning: {lost} exit events lost ({total} in all): the "
+                       "ring buffer was full; counts are unaffected", err=True)
+
+
+def _wait(monitor, seconds: float, events: bool, stop: threading.Event) -> None:
     if not events:
-        time.sleep(seconds)
+        stop.wait(seconds)
         return
     deadline = time.monotonic() + seconds
-    while (left := deadline - time.monotonic()) > 0:
-        monitor.poll_events(max(1, int(left * 1000)))
+    while not stop.is_set() and (left := deadline - time.monotonic()) > 0:
+        monitor.poll_events(max(1, int(min(left, 0.1) * 1000)))
 
 
 def _row(ts: float, g: GuestStats) -> dict:
