@@ -3,18 +3,27 @@
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
+# Debian's own Python: python3-bpfcc is built for it, and a venv on it is usable by
+# every user (one on a pyenv Python under /root is not).
+SYSTEM_PY := /usr/bin/python3
 BCC_SRC := /usr/lib/python3/dist-packages/bcc
 
-.PHONY: setup host demo test lint clean
+.PHONY: setup host venv-python demo test lint clean
 
-setup: host $(VENV)/.installed
+setup: host venv-python $(VENV)/.installed
 
 host:
 	@scripts/setup-host.sh
 
+# A venv made on another Python is made again.
+venv-python:
+	@if [ -f $(VENV)/pyvenv.cfg ] && \
+		! grep -qx 'home = $(patsubst %/,%,$(dir $(SYSTEM_PY)))' $(VENV)/pyvenv.cfg; then \
+		echo "rebuilding $(VENV) on $(SYSTEM_PY)"; rm -rf $(VENV); fi
+
 # The venv is rebuilt when the package definition or the cffi binding changes.
 $(VENV)/.installed: pyproject.toml setup.py kvmhole/kvm/_build.py kvmhole/vmm/_fastpath_build.py
-	test -x $(PY) || python3 -m venv $(VENV)
+	test -x $(PY) || $(SYSTEM_PY) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test,bench]'
 	@# bcc comes from Debian (python3-bpfcc) only; PyPI's "bcc" is another project.

@@ -123,3 +123,41 @@ def test_a_bad_recording_is_one_line(tmp_path, content, words):
 def test_replay_goes_without_watch_options(tmp_path):
     done = kvmhole("top", "--replay", str(tmp_path / "x"), "--demo", check=False)
     assert done.returncode == 2 and "--replay shows a recording" in done.stderr
+
+
+def good_line() -> str:
+    return SyntheticSource()().to_json()
+
+
+def with_guest_field(**fields) -> str:
+    raw = json.loads(good_line())
+    raw["guests"][0].update(fields)
+    return json.dumps(raw)
+
+
+@pytest.mark.parametrize(("content", "words"), [
+    (b"\x00\xff\xfe\xfd\n", ("session.ndjson:1 is not a kvmhole snapshot", "not UTF-8")),
+    (b"[1, 2]\n", ("session.ndjson:1", "the snapshot is not dict")),
+    (b'"text"\n', ("session.ndjson:1", "the snapshot is not dict")),
+    (with_guest_field(name=7).encode() + b"\n", ("session.ndjson:1", "name is not str")),
+    (with_guest_field(pid="1").encode() + b"\n", ("pid is not int",)),
+    (with_guest_field(holes=[[1]]).encode() + b"\n", ("a hole is not [start, end]",)),
+    (with_guest_field(roundtrip={"bounds": [1.0], "counts": [1], "sum_s": 0}).encode()
+     + b"\n", ("counts do not match",)),
+    (with_guest_field(rates={"x": "fast"}).encode() + b"\n", ("a rate is not a number",)),
+    ((good_line() + "\n" + good_line()[:40] + "\n" + good_line() + "\n").encode(),
+     ("session.ndjson:2",)),  # a cut line in the middle is an error, not a skip
+])
+def test_a_malformed_recording_is_one_line(tmp_path, content, words):
+    path = tmp_path / "session.ndjson"
+    path.write_bytes(content)
+    assert_one_line_error(kvmhole("top", "--replay", str(path), check=False), *words)
+
+
+def test_a_recording_cut_in_its_last_line_is_played_without_it(tmp_path):
+    path = tmp_path / "session.ndjson"
+    path.write_text(good_line() + "\n" + good_line()[:100])  # the recorder was killed
+    done = kvmhole("top", "--replay", str(path))
+    assert "demo-alias" in done.stdout
+    assert done.stderr.strip() == (f"kvmhole: warning: {path}:2: skipped, the recording ends "
+                                   "in the middle of this line")

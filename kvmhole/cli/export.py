@@ -4,6 +4,7 @@ import signal
 
 import click
 
+from kvmhole.cli.params import INTERVAL
 from kvmhole.cli.watching import monitor_args, watch_options
 from kvmhole.exporter.server import DEFAULT_LISTEN, listening, parse_listen
 from kvmhole.exporter.store import LatestSnapshot
@@ -12,7 +13,7 @@ from kvmhole.exporter.store import LatestSnapshot
 @click.command()
 @click.option("--listen", default=DEFAULT_LISTEN, show_default=True, metavar="HOST:PORT",
               help="Address to serve /metrics on (port 0 picks a free port).")
-@click.option("--interval", type=click.FloatRange(min=0, min_open=True), default=1.0,
+@click.option("--interval", type=INTERVAL, default=1.0,
               show_default=True,
               help="Seconds between reads of the BPF maps; scrapes serve the latest read.")
 @watch_options

@@ -5,7 +5,7 @@ import sys
 
 import click
 
-from kvmhole.cli.params import ADDRESS, SIZE
+from kvmhole.cli.params import ADDRESS, DURATION, SIZE
 from kvmhole.guests import GUESTS
 from kvmhole.vmm import Machine, MachineConfig
 from kvmhole.vmm.memmap import Q35_ECAM_BASE, Q35_ECAM_SIZE
@@ -25,7 +25,7 @@ SUMMARY_STATS = ("exits", "mmio_exits", "io_exits", "insn_emulation", "halt_exit
               help="Size of the ECAM window (1 MiB per bus).")
 @click.option("--ram", "ram_size", type=SIZE, default=64 << 20, show_default="64M",
               help="Guest RAM, placed below the hole.")
-@click.option("--pages", type=int, default=None,
+@click.option("--pages", type=click.IntRange(0, (1 << 32) - 1), default=None,
               help="ecam-scan: all-ones reads to make (default 8192); mixed: per batch (64).")
 @click.option("--passes", type=click.IntRange(min=1), default=1, show_default=True,
               help="ecam-scan: scan the same pages this many times (re-reads).")
@@ -35,7 +35,7 @@ SUMMARY_STATS = ("exits", "mmio_exits", "io_exits", "insn_emulation", "halt_exit
               help="ecam-scan reads RAM pages instead of the hole (the loop-cost baseline).")
 @click.option("--c-fastpath", is_flag=True,
               help="Answer hole-read exits in a C loop instead of Python (shows Python's cost).")
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--timeout", type=DURATION, default=None,
               help="Stop the guest after this many seconds (an error).")
 @click.option("--name", default=None, help="Guest name shown by monitors (default GUEST-PID).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead.")

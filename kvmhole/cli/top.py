@@ -7,12 +7,13 @@ from pathlib import Path
 
 import click
 
+from kvmhole.cli.params import INTERVAL
 from kvmhole.cli.watching import monitor_args, watch_options
 from kvmhole.probes import ProbeUnavailable
 
 
 @click.command()
-@click.option("--interval", type=click.FloatRange(min=0, min_open=True), default=1.0,
+@click.option("--interval", type=INTERVAL, default=1.0,
               show_default=True, help="Seconds between refreshes.")
 @click.option("--demo", is_flag=True,
               help="Also start mixed guests with the alias, dense and exit strategies; "
@@ -52,7 +53,14 @@ def top(interval, demo, replay, pids, hole_ranges, preset):
             return
         from kvmhole.tui.app import TopApp
 
-        TopApp(monitor.poll, interval).run()
+        _run_app(TopApp(monitor.poll, interval))
+
+
+def _run_app(app) -> None:
+    """Run the TUI; a crash (Textual has shown its traceback) is exit status 1, not 0."""
+    app.run()
+    if app.return_code:
+        sys.exit(app.return_code)
 
 
 def _print_once(poll, interval: float) -> None:
@@ -77,4 +85,4 @@ def _replay(path: Path, interval: float, watching) -> None:
         return
     from kvmhole.tui.app import TopApp
 
-    TopApp(replay(snapshots), interval).run()
+    _run_app(TopApp(replay(snapshots), interval))

@@ -8,16 +8,18 @@ import time
 
 import click
 
+from kvmhole.cli.params import DURATION, INTERVAL
 from kvmhole.cli.watching import monitor_args, watch_options
 from kvmhole.probes.snapshot import GuestStats, Histogram, ProbeHealth
+from kvmhole.tui.columns import printable
 
 
 @click.command()
-@click.option("--interval", type=click.FloatRange(min=0, min_open=True), default=1.0,
+@click.option("--interval", type=INTERVAL, default=1.0,
               show_default=True, help="Seconds between rows.")
 @click.option("--count", type=click.IntRange(min=1), default=None,
               help="Stop after this many intervals.")
-@click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--duration", type=DURATION, default=None,
               help="Stop after this many seconds.")
 @click.option("--json", "as_json", is_flag=True,
               help="One JSON object a line per guest and interval (cumulative counters).")
@@ -123,8 +125,9 @@ def _seconds(value: float | None) -> str:
 def _text(ts: float, g: GuestStats) -> str:
     exits = " ".join(f"{k} {v}" for k, v in sorted(g.userspace_exits.items())) or "none"
     state = "" if g.alive else " [exited]"
-    return (f"{time.strftime('%H:%M:%S', time.localtime(ts))} {g.name} "
-            f"(pid {g.pid}, {g.vmm}/{g.strategy}){state}: hole reads in kernel "
+    return (f"{time.strftime('%H:%M:%S', time.localtime(ts))} {printable(g.name)} "
+            f"(pid {g.pid}, {printable(g.vmm)}/{printable(g.strategy)}){state}: "
+            f"hole reads in kernel "
             f"{g.hole_reads_in_kernel} ({g.rates.get('hole_reads_in_kernel', 0):.0f}/s), "
             f"hole exits {g.hole_read_exits} reads {g.hole_write_exits} writes, "
             f"exits {exits}, round trip p50 <= {_seconds(g.roundtrip.quantile(0.5))}"

@@ -2,7 +2,9 @@
 which VMM processes, and the hole ranges of VMMs that kvmhole did not start."""
 
 import click
+import psutil
 
+from kvmhole.cli.params import PID
 from kvmhole.errors import ConfigError
 from kvmhole.probes.discovery import PRESETS, parse_hole_range
 from kvmhole.vmm.memmap import MAX_HOLE_RUNS
@@ -11,7 +13,7 @@ from kvmhole.vmm.memmap import MAX_HOLE_RUNS
 def watch_options(command):
     """Add -p/--pid, --hole-range and --preset to a click command."""
     for option in reversed((
-        click.option("-p", "--pid", "pids", type=int, multiple=True,
+        click.option("-p", "--pid", "pids", type=PID, multiple=True,
                      help="Watch only this VMM process (repeatable); default: every guest."),
         click.option("--hole-range", "hole_ranges", multiple=True, metavar="PID:START-END",
                      help="Hole range of a VMM kvmhole did not start (repeatable)."),
@@ -26,6 +28,9 @@ def watch_options(command):
 def monitor_args(pids: tuple[int, ...], hole_ranges: tuple[str, ...],
                  preset: str | None) -> dict:
     """The options' values as keyword arguments of probes.Monitor."""
+    for pid in pids:
+        if not psutil.pid_exists(pid):
+            raise ConfigError(f"-p {pid}: there is no process {pid}")
     ranges: dict[int, list[tuple[int, int]]] = {}
     for spec in hole_ranges:
         pid, span = parse_hole_range(spec)

@@ -24,6 +24,8 @@ def _attempt(name: str, action, detail) -> Check:
         return Check(name, True, detail(action()))
     except ProbeUnavailable as error:
         return Check(name, False, str(error))
+    except OSError as error:  # not root: /sys/kernel/tracing is root's alone
+        return Check(name, False, f"{error.filename}: {error.strerror} (run as root)")
 
 
 def _lockdown() -> Check:

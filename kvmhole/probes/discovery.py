@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import psutil
 
 from kvmhole.errors import ConfigError
+from kvmhole.vmm.registry import MAX_PID
 
 Q35_ECAM = (0xB000_0000, 0xC000_0000)  # q35's MMCONFIG window: 256 buses x 1 MiB
 PRESETS = {"q35": [Q35_ECAM]}
@@ -45,6 +46,9 @@ def parse_hole_range(spec: str) -> tuple[int, tuple[int, int]]:
                           "e.g. 1234:0xb0000000-0xc0000000") from None
     if not start < end:
         raise ConfigError(f"bad hole range {spec!r}: START must be below END")
+    if not 0 < pid <= MAX_PID or end > 1 << 64:  # the BPF maps hold u32 pids, u64 addresses
+        raise ConfigError(f"bad hole range {spec!r}: the pid must be in [1, {MAX_PID}] and "
+                          "the addresses below 2**64")
     return pid, (start, end)
 
 

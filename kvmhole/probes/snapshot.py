@@ -6,6 +6,7 @@ rates are per second over the last interval.
 """
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 
 # Userspace round trip (return from KVM_RUN -> next KVM_RUN) buckets: powers of two
@@ -134,23 +135,76 @@ class Snapshot:
         return json.dumps(self.to_dict(), separators=(",", ":"))
 
     @classmethod
-    def from_dict(cls, raw: dict) -> "Snapshot":
-        guests = []
-        for g in raw.get("guests", []):
-            g = dict(g)
-            g.pop("hole_exits_userspace", None)
-            g["holes"] = [tuple(h) for h in g.get("holes", [])]
-            g["roundtrip"] = _histogram(g.get("roundtrip"))
-            g["kernel_time"] = _histogram(g["kernel_time"]) if g.get("kernel_time") else None
-            guests.append(GuestStats(**g))
-        return cls(raw["ts"], raw["interval_s"], ProbeHealth(**raw["probe"]), guests)
+    def from_dict(cls, raw) -> "Snapshot":
+        """The snapshot of a JSON object, every field's type checked (ValueError says
+        which is wrong): a recording is a file anyone may have edited or cut."""
+        _need(raw, dict, "the snapshot")
+        probe = _need(raw.get("probe"), dict, "probe")
+        health = ProbeHealth(
+            path=_need(probe.get("path"), str, "probe.path"),
+            up=_need(probe.get("up", True), bool, "probe.up"),
+            lost_events=_need(probe.get("lost_events", 0), int, "probe.lost_events"),
+            tracepoints=[_need(t, str, "a tracepoint")
+                         for t in _need(probe.get("tracepoints", []), list, "tracepoints")],
+            message=_need(probe.get("message", ""), str, "probe.message"))
+        guests = [_guest(g) for g in _need(raw.get("guests", []), list, "guests")]
+        return cls(_need(raw.get("ts"), float, "ts"),
+                   _need(raw.get("interval_s"), float, "interval_s"), health, guests)
 
     @classmethod
     def from_json(cls, line: str) -> "Snapshot":
         return cls.from_dict(json.loads(line))
 
 
-def _histogram(raw: dict | None) -> Histogram:
+def _need(value, kind: type, what: str):
+    """value if it is a `kind` (a float: any finite number; an int: not negative)."""
+    if kind is float:
+        ok = type(value) in (int, float) and math.isfinite(value)
+    elif kind is int:
+        ok = type(value) is int and value >= 0
+    else:
+        ok = isinstance(value, kind)
+    if not ok:
+        raise ValueError(f"{what} is not {'a number' if kind is float else kind.__name__}")
+    return value
+
+
+def _counts(raw, what: str) -> dict:
+    return {_need(k, str, what): _need(v, int, what)
+            for k, v in _need(raw, dict, what).items()}
+
+
+def _guest(raw) -> GuestStats:
+    g = _need(raw, dict, "a guest")
+    holes = []
+    for pair in _need(g.get("holes", []), list, "holes"):
+        if not (isinstance(pair, list) and len(pair) == 2):
+            raise ValueError("a hole is not [start, end]")
+        holes.append((_need(pair[0], int, "a hole start"), _need(pair[1], int, "a hole end")))
+    kvm_stats = g.get("kvm_stats")
+    return GuestStats(
+        pid=_need(g.get("pid"), int, "pid"), name=_need(g.get("name"), str, "name"),
+        vmm=_need(g.get("vmm"), str, "vmm"), strategy=_need(g.get("strategy"), str, "strategy"),
+        holes=holes,
+        hole_reads_in_kernel=_need(g.get("hole_reads_in_kernel", 0), int, "a count"),
+        hole_read_exits=_need(g.get("hole_read_exits", 0), int, "a count"),
+        hole_write_exits=_need(g.get("hole_write_exits", 0), int, "a count"),
+        userspace_exits=_counts(g.get("userspace_exits", {}), "userspace_exits"),
+        rates={_need(k, str, "rates"): _need(v, float, "a rate")
+               for k, v in _need(g.get("rates", {}), dict, "rates").items()},
+        roundtrip=_histogram(g.get("roundtrip")),
+        kernel_time=_histogram(g["kernel_time"]) if g.get("kernel_time") else None,
+        kvm_stats=None if kvm_stats is None else _counts(kvm_stats, "kvm_stats"),
+        alive=_need(g.get("alive", True), bool, "alive"))
+
+
+def _histogram(raw) -> Histogram:
     if not raw:
         return Histogram()
-    return Histogram(tuple(raw["bounds"]), list(raw["counts"]), raw["sum_s"])
+    h = _need(raw, dict, "a histogram")
+    bounds = tuple(_need(b, float, "a bucket bound") for b in _need(h.get("bounds"), list,
+                                                                    "bounds"))
+    counts = [_need(c, int, "a bucket count") for c in _need(h.get("counts"), list, "counts")]
+    if len(counts) != len(bounds) + 1:
+        raise ValueError("a histogram's counts do not match its bounds")
+    return Histogram(bounds, counts, _need(h.get("sum_s"), float, "sum_s"))

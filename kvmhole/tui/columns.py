@@ -11,6 +11,12 @@ from typing import Any
 from kvmhole.probes.snapshot import GuestStats, Snapshot
 
 
+def printable(text: str) -> str:
+    """Text from guests (names: free text, a registry file, QEMU's -name) as it may reach
+    a terminal: control characters, escape sequences and newlines shown escaped."""
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+
+
 def other_exits_rate(g: GuestStats) -> float:
     """Userspace exits per second that were not hole accesses (device MMIO, port I/O...)."""
     return max(0.0, g.rates.get("userspace_exits", 0.0) - g.rates.get("hole_exits_userspace", 0.0))
@@ -59,14 +65,15 @@ def _kernel_p50(g: GuestStats) -> float | None:
 
 
 def _name(g: GuestStats) -> str:
-    return g.name if g.alive else f"{g.name} (exited)"
+    return printable(g.name) if g.alive else f"{printable(g.name)} (exited)"
 
 
 COLUMNS = (
     Column("name", "guest", 20, _name, lambda g: g.name.lower(), numeric=False),
     Column("pid", "pid", 7, lambda g: str(g.pid), lambda g: g.pid),
-    Column("vmm", "VMM", 7, lambda g: g.vmm, lambda g: g.vmm, numeric=False),
-    Column("strategy", "strategy", 8, lambda g: g.strategy, lambda g: g.strategy, numeric=False),
+    Column("vmm", "VMM", 7, lambda g: printable(g.vmm), lambda g: g.vmm, numeric=False),
+    Column("strategy", "strategy", 8, lambda g: printable(g.strategy), lambda g: g.strategy,
+           numeric=False),
     Column("kernel", "in-kernel/s", 11, lambda g: count(_rate("hole_reads_in_kernel")(g)),
            _rate("hole_reads_in_kernel")),
     Column("exits", "hole exits/s", 12, lambda g: count(_rate("hole_exits_userspace")(g)),

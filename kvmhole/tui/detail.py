@@ -7,7 +7,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Sparkline, Static
 
 from kvmhole.probes.snapshot import GuestStats, Histogram
-from kvmhole.tui.columns import COLUMN, count, seconds
+from kvmhole.tui.columns import COLUMN, count, printable, seconds
 from kvmhole.tui.history import SERIES, Point
 from kvmhole.vmm.strategies import strategy_of
 
@@ -19,8 +19,8 @@ def _holes(g: GuestStats) -> str:
 
 
 def title(g: GuestStats, probe_path: str) -> Text:
-    text = Text.assemble((g.name, "bold"),
-                         f"  pid {g.pid}  {g.vmm}/{g.strategy}  holes {_holes(g)}")
+    text = Text.assemble((printable(g.name), "bold"), f"  pid {g.pid}  {printable(g.vmm)}/"
+                         f"{printable(g.strategy)}  holes {_holes(g)}")
     if not g.alive:
         text.append("  exited", style="bold red")
     if g.kvm_stats:  # KVM's own count beside the probes', where the VMM lets us read it

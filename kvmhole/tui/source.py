@@ -4,6 +4,7 @@ The live source is `Monitor.poll`; tests and benchmarks pass synthetic ones.
 The view never reads BPF itself, so a recorded or made-up session looks the same.
 """
 
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -30,19 +31,28 @@ def poll_every(source: SnapshotSource, interval: float, deliver: Callable[[Snaps
 
 
 def read_recording(path: Path) -> list[Snapshot]:
-    """The snapshots of a `kvmhole trace --snapshots` recording, oldest first."""
+    """The snapshots of a `kvmhole trace --snapshots` recording, oldest first. A last
+    line cut short (the recorder was stopped mid-write) is skipped with a warning."""
     try:
-        lines = path.read_text().splitlines()
+        if not path.is_file():
+            raise ConfigError(f"the recording {path} is not a regular file")
+        lines = path.read_bytes().split(b"\n")
     except OSError as error:
         raise ConfigError(f"cannot read the recording {path}: {error.strerror}") from None
+    cut = lines[-1] != b""  # no newline after the last line
     snapshots = []
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
-            snapshots.append(Snapshot.from_json(line))
-        except (ValueError, KeyError, TypeError) as error:
-            raise ConfigError(f"{path}:{number} is not a kvmhole snapshot ({error}); record "
+            snapshots.append(Snapshot.from_json(line.decode()))
+        except (ValueError, KeyError, TypeError) as error:  # UnicodeDecodeError included
+            if cut and number == len(lines):
+                print(f"kvmhole: warning: {path}:{number}: skipped, the recording ends in "
+                      "the middle of this line", file=sys.stderr, flush=True)
+                continue
+            why = "not UTF-8" if isinstance(error, UnicodeDecodeError) else error
+            raise ConfigError(f"{path}:{number} is not a kvmhole snapshot ({why}); record "
                               "one with `kvmhole trace --snapshots > FILE`") from None
     if not snapshots:
         raise ConfigError(f"{path} holds no snapshots; record some with "

@@ -26,7 +26,7 @@ from kvmhole.vmm.devices import ALL_ONES, EcamWindow, ExitCounts
 from kvmhole.vmm.fastpath import CFastPath
 from kvmhole.vmm.memmap import PAGE, Q35_ECAM_BASE, Q35_ECAM_SIZE, build_memory_map
 from kvmhole.vmm.pci import host_bridge, parse_device
-from kvmhole.vmm.registry import Registration, host_pid
+from kvmhole.vmm.registry import MAX_NAME, Registration, host_pid
 
 DEFAULT_PAGES = {"ecam-scan": 8192, "mixed": 64}
 DEFAULT_PAUSE_US = 10_000
@@ -89,12 +89,18 @@ class Machine:
         self._check_pages()
         self.strategy = strategies.resolve(config.hole)
         self.name = config.name or f"{config.guest}-{host_pid()}"
+        if len(self.name) > MAX_NAME:
+            raise ConfigError(f"the guest name is {len(self.name)} characters long; at most "
+                              f"{MAX_NAME}")
         self.counts = ExitCounts()
         self.ecam = EcamWindow(self.map, self.functions, self.counts)
         self.status: int | None = None
         self.error: KvmholeError | None = None  # why the run loop ended early
 
     def _check_pages(self) -> None:
+        if self.config.pages is not None and self.config.guest not in DEFAULT_PAGES:
+            raise ConfigError(f"--pages is for {' and '.join(DEFAULT_PAGES)}; "
+                              f"{self.config.guest} makes a fixed set of accesses")
         if self.pages < 0:
             raise ConfigError("--pages must not be negative")
         if self.config.passes < 1:
