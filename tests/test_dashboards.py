@@ -109,8 +109,10 @@ class GrowingGuests:
 
 @pytest.fixture(scope="module")
 def synthetic_prometheus(tmp_path_factory):
-    """An in-process exporter over GrowingGuests, scraped by a real Prometheus."""
-    store = LatestSnapshot()
+    """An in-process exporter over GrowingGuests, scraped by a real Prometheus every
+    second; exited guests are kept 20 s (Prometheus takes seconds to start), so the
+    short one reaches it and then goes stale within the test."""
+    store = LatestSnapshot(retain_s=20)
     with listening("127.0.0.1:0", store) as address, Poller(GrowingGuests(), store, 0.2):
         prometheus = Prometheus(tmp_path_factory.mktemp("prometheus"), address)
         try:

@@ -81,32 +81,68 @@ def test_roundtrip_histogram_is_cumulative_in_seconds():
     assert samples[key(f"{name}_sum", guest="vm-a")] == 12.5
 
 
-def test_exited_guest_is_served_once_more_then_disappears():
-    store = store_with(snapshot(guest(1, "stays", hole_reads_in_kernel=1),
-                                guest(2, "leaves", hole_reads_in_kernel=10)))
-    # The source drops the guest between two scrapes: its final count is still served.
+class Clock:
+    """The store's clock, moved by hand: retention is a fixed time, tested without waiting."""
+
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def names(samples) -> set[str]:
+    return {dict(labels)["guest"] for (name, labels) in samples if name == "kvmhole_guest_info"}
+
+
+def test_an_exited_guest_is_served_to_every_scraper_for_a_fixed_time():
+    clock = Clock()
+    store = LatestSnapshot(retain_s=120, clock=clock)
+    store.update(snapshot(guest(1, "stays", hole_reads_in_kernel=1),
+                          guest(2, "leaves", hole_reads_in_kernel=10)))
+    # The source drops the guest between two scrapes: its final count is still served,
+    # to each of two scrapers (an HA pair), however often they scrape
     store.update(snapshot(guest(1, "stays", hole_reads_in_kernel=2)))
+    for _ in range(3):
+        for _scraper in ("a", "b"):
+            samples = scrape(store)
+            assert samples[key("kvmhole_pci_hole_reads_total", guest="leaves",
+                               served="kernel")] == 10
+    clock.now += 121
     store.update(snapshot(guest(1, "stays", hole_reads_in_kernel=3)))
-    first = scrape(store)
-    assert first[key("kvmhole_pci_hole_reads_total", guest="leaves", served="kernel")] == 10
-    second = scrape(store)
-    assert not [key for key in second if ("guest", "leaves") in key[1]]
-    assert [key for key in second if ("guest", "stays") in key[1]]
+    assert names(scrape(store)) == {"stays"}
 
 
-def test_guest_reported_dead_is_served_once_even_if_the_source_keeps_it():
+def test_exited_guests_do_not_pile_up_without_scrapes():
+    clock = Clock()
+    store = LatestSnapshot(retain_s=120, clock=clock)
+    for pid in range(100, 1100):
+        store.update(snapshot(guest(pid, f"short-{pid}", alive=False)))
+        clock.now += 1
+    assert len(store.for_scrape().guests) == 121  # the last 120 s, not all 1000
+
+
+def test_guest_reported_dead_is_kept_even_if_the_source_keeps_it():
+    clock = Clock()
+    store = LatestSnapshot(retain_s=120, clock=clock)
     dead = guest(2, "done", hole_reads_in_kernel=5, alive=False)
-    store = store_with(snapshot(dead))
-    assert [key for key in scrape(store) if ("guest", "done") in key[1]]
     store.update(snapshot(dead))
-    assert not [key for key in scrape(store) if ("guest", "done") in key[1]]
+    store.update(snapshot(dead))
+    assert names(scrape(store)) == {"done"}
+    clock.now += 121
+    store.update(snapshot(dead))
+    assert names(scrape(store)) == set()
 
 
-def test_guests_sharing_a_name_do_not_collide():
-    samples = scrape(store_with(snapshot(guest(11, "twin"), guest(12, "twin"))))
-    names = {dict(labels)["guest"] for (name, labels) in samples
-             if name == "kvmhole_guest_info"}
-    assert names == {"twin/11", "twin/12"}
+def test_guests_sharing_a_name_do_not_collide_and_keep_their_labels():
+    store = store_with(snapshot(guest(11, "twin")))
+    assert names(scrape(store)) == {"twin"}
+    store.update(snapshot(guest(11, "twin"), guest(12, "twin")))
+    assert names(scrape(store)) == {"twin", "twin/12"}  # the first keeps its series
+    store.update(snapshot(guest(12, "twin")))  # the first exits: retained, same label
+    assert names(scrape(store)) == {"twin", "twin/12"}
+    store.update(snapshot(guest(12, "twin")))
+    assert names(scrape(store)) == {"twin", "twin/12"}  # and the second never flips
 
 
 def test_failed_poll_reports_probe_down_and_keeps_counts():

@@ -1,12 +1,12 @@
 """The custom collector: metric families built from the latest snapshot at scrape time.
 
 Per-guest series carry only the guest's name and VMM kind as labels (bounded by
-the number of guests); addresses and pids never become labels. Counters are the
+the number of guests); addresses never become labels, and a pid only in the rare
+name/pid label of a guest whose name another guest holds (store.LatestSnapshot). Counters are the
 snapshot's cumulative counts; rates are left to PromQL.
 """
 
 import sys
-from collections import Counter
 from collections.abc import Iterator
 
 from prometheus_client.core import (
@@ -78,7 +78,8 @@ def _guest_families(snapshot: Snapshot) -> Iterator[Metric]:
         labels=GUEST_LABELS)
     families = {"info": info, "reads": reads, "writes": writes, "exits": exits,
                 "roundtrip": roundtrip, "kvm_exits": kvm_exits, "kernel_time": kernel_time}
-    for labels, guest in _labelled(snapshot.guests):
+    for guest in snapshot.guests:  # the store has named each by its stable label
+        labels = (guest.name, guest.vmm)
         try:
             samples = list(_guest_samples(labels, guest))
         except (TypeError, ValueError) as error:
@@ -113,15 +114,6 @@ def _warn(message: str) -> None:
     if message not in _warned:
         _warned.add(message)
         print(f"kvmhole: warning: {message}", file=sys.stderr, flush=True)
-
-
-def _labelled(guests: list[GuestStats]) -> Iterator[tuple[tuple[str, str], GuestStats]]:
-    """Label values per guest. Two guests may share a name (--name is free text);
-    only then is the pid added to the name, so their series cannot collide."""
-    names = Counter((g.name, g.vmm) for g in guests)
-    for guest in guests:
-        name = guest.name if names[guest.name, guest.vmm] == 1 else f"{guest.name}/{guest.pid}"
-        yield (name, guest.vmm), guest
 
 
 def _buckets(histogram: Histogram) -> list[tuple[str, float]]:
