@@ -4,10 +4,11 @@ import errno
 import socket
 from contextlib import contextmanager
 
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry, make_wsgi_app
 
 from kvmhole.errors import ConfigError, KvmholeError
 from kvmhole.exporter.collector import SnapshotCollector
+from kvmhole.exporter.http import MetricsServer
 from kvmhole.exporter.store import LatestSnapshot
 
 # Outside 9100-9999 (Prometheus' exporter port registry, fully allocated) and its
@@ -27,12 +28,12 @@ def parse_listen(text: str) -> tuple[str, int]:
 
 
 def bind(listen: str, store: LatestSnapshot):
-    """Start the HTTP server (a daemon thread) for `store`; returns the server."""
+    """Start the HTTP server (daemon threads) for `store`; returns the server."""
     host, port = parse_listen(listen)
     registry = CollectorRegistry()
     registry.register(SnapshotCollector(store))
     try:
-        server, _thread = start_http_server(port, addr=host, registry=registry)
+        server = MetricsServer(host, port, make_wsgi_app(registry))
     except socket.gaierror as error:
         raise ConfigError(f"bad listen address {listen!r}: {error.strerror}") from None
     except OSError as error:
