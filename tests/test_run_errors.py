@@ -86,3 +86,31 @@ def test_module_entry_point_matches_console_script():
     done = subprocess.run([sys.executable, "-m", "kvmhole", "--help"], capture_output=True,
                           text=True, check=True)
     assert "run" in done.stdout
+
+
+@pytest.mark.parametrize("value", ["", "relative/run"])
+def test_run_dir_must_be_absolute_or_unset(value, tmp_path):
+    env = {**os.environ, "KVMHOLE_RUN_DIR": value}
+    done = subprocess.run([*KVMHOLE, "run", "--pages", "10"], capture_output=True, text=True,
+                          env=env, cwd=tmp_path, timeout=120)
+    if value:
+        assert_one_line_error(done, "KVMHOLE_RUN_DIR must be an absolute path")
+    else:  # empty: the default, /run/kvmhole, never the cwd
+        assert done.returncode == 0, done.stderr
+    assert not list(tmp_path.iterdir())
+
+
+def test_run_dir_is_readable_by_monitors_whatever_the_umask(tmp_path):
+    run_dir = tmp_path / "new" / "run"
+    env = {**os.environ, "KVMHOLE_RUN_DIR": str(run_dir)}
+    subprocess.run(["sh", "-c", 'umask 077 && exec "$@"', "sh", *KVMHOLE, "run", "--pages",
+                    "10"], env=env, check=True, capture_output=True, timeout=120)
+    assert run_dir.stat().st_mode & 0o777 == 0o755
+    assert all(p.stat().st_mode & 0o777 == 0o644 for p in run_dir.iterdir())
+
+
+def test_bench_out_is_checked_before_the_run(tmp_path):
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    done = kvmhole("bench", "--quick", "--out", str(blocked / "out"), check=False, timeout=60)
+    assert done.returncode == 2 and "cannot write into" in done.stderr, done.stderr

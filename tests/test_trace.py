@@ -105,3 +105,17 @@ def test_every_exit_event_is_printed_or_reported_lost(run_dir):
     lost = sum(e["count"] for e in out if e.get("event") == "lost")
     # each exit but the guest's last is followed by a KVM_RUN: one event (the VMM's count)
     assert printed + lost == sum(sum(r["userspace_exits"].values()) - 1 for r in runs)
+
+
+def test_trace_events_into_a_reader_that_leaves_stops_quietly(run_dir):
+    trace = start_trace("--json", "--events", "--interval", "0.5")
+    guest = subprocess.Popen([*KVMHOLE, "run", "ecam-scan", "--hole", "exit", "--pages",
+                              "20000"], stdout=subprocess.DEVNULL)
+    first = [trace.stdout.readline() for _ in range(5)]  # `| head -5`
+    trace.stdout.close()
+    err = trace.stderr.read()
+    trace.wait(timeout=120)
+    guest.wait(timeout=120)
+    assert all(json.loads(line) for line in first)
+    # click ends a command whose stdout was closed with status 1, and says nothing
+    assert trace.returncode == 1 and "Traceback" not in err and "Error" not in err, err

@@ -40,6 +40,8 @@ class _Bar:
                    "ones under one monitor; adds minutes.")
 def bench(quick, as_json, out, svm, scale):
     """Measure what each hole strategy costs, side by side, on this machine."""
+    if out is not None:  # before the run: a bad --out must not cost a whole benchmark
+        _writable(out)
     plan = dataclasses.replace(runner.QUICK if quick else runner.FULL, svm=svm, scale=scale)
     stderr = Console(stderr=True)
     columns = (TextColumn("{task.description:>14}"), BarColumn(), MofNCompleteColumn(),
@@ -47,7 +49,6 @@ def bench(quick, as_json, out, svm, scale):
     with Progress(*columns, console=stderr, transient=False) as progress:
         result = runner.run(plan, _Bar(progress))
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
         (out / "report.json").write_text(json.dumps(result, indent=2))
         for path in report.write_plots(result, out):
             stderr.print(f"wrote {path}")
@@ -55,3 +56,14 @@ def bench(quick, as_json, out, svm, scale):
         click.echo(json.dumps(result))
     else:
         report.print_tables(result, Console())
+
+
+def _writable(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".kvmhole-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise click.BadParameter(f"cannot write into {out}: {error.strerror}",
+                                 param_hint="--out") from None

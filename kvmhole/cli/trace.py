@@ -40,13 +40,13 @@ def trace(pids, interval, count, duration, as_json, snapshots, events, hole_rang
         click.echo(f"kvmhole trace: probes attached ({monitor.plan.path} path; "
                    f"{ProbeHealth(monitor.plan.path).kernel_counts_note}); Ctrl-C to stop",
                    err=True)
+        stop, broken = threading.Event(), threading.Event()  # broken: stdout was closed
         if events:
-            monitor.events(lambda e: _print_event(e, as_json))
+            monitor.events(lambda e: _print_event(e, as_json, stop, broken))
         started, rows = time.monotonic(), 0
         lost = LostEvents(as_json)
         # Ctrl-C and SIGTERM end the loop after the current interval: raised as
         # KeyboardInterrupt, they would be swallowed inside bcc's event callbacks
-        stop = threading.Event()
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: stop.set())
         while not stop.is_set() and (count is None or rows < count):
@@ -65,6 +65,8 @@ def trace(pids, interval, count, duration, as_json, snapshots, events, hole_rang
                            else _text(snapshot.ts, guest))
             lost.report(snapshot.probe.lost_events)
             sys.stdout.flush()
+        if broken.is_set():
+            raise BrokenPipeError  # click's quiet exit (status 1) for a reader that left
         if events:  # what the ring buffer still holds, then what it could not take
             monitor.poll_events(0)
             lost.report(monitor.poll().probe.lost_events)
@@ -135,7 +137,19 @@ def _text(ts: float, g: GuestStats) -> str:
                else f", in kernel p50 <= {_seconds(g.kernel_time.quantile(0.5))}"))
 
 
-def _print_event(event, as_json: bool) -> None:
+def _print_event(event, as_json: bool, stop: threading.Event,
+                 broken: threading.Event) -> None:
+    """From bcc's callback, which must not raise: a closed stdout (`| head`) stops trace."""
+    if broken.is_set():
+        return
+    try:
+        _echo_event(event, as_json)
+    except BrokenPipeError:
+        broken.set()
+        stop.set()
+
+
+def _echo_event(event, as_json: bool) -> None:
     from kvmhole.probes.bpf import EXIT_REASONS
 
     reason = EXIT_REASONS.get(event.reason, str(event.reason))
