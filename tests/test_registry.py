@@ -95,7 +95,7 @@ def test_garbage_in_the_registry_is_warned_about_and_monitors_go_on(run_dir):
 
     bad = drop_garbage(run_dir)
     trace = start_trace("--json", "--interval", "0.3")
-    later = drop_garbage(run_dir, suffix="9")  # the registry watcher reads these
+    later = drop_garbage(run_dir, suffix="09")  # the watcher reads these; 09: no real pid
     run = json.loads(subprocess.run([*KVMHOLE, "run", "ecam-scan", "--hole", "alias", "--json"],
                                     capture_output=True, text=True, check=True).stdout)
     top = subprocess.run([*KVMHOLE, "top", "--interval", "0.2"], capture_output=True,
