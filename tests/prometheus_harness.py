@@ -103,6 +103,15 @@ def series(prometheus: Prometheus, selector: str) -> list[float]:
     return [float(value) for _, value in data["result"][0]["values"]]
 
 
+def holds_final(prometheus: Prometheus, run: dict) -> bool:
+    """Prometheus has scraped an exited kvmhole guest's final counts: KVM's exit count
+    as the guest's own `kvmhole run --json` reported it (the exporter keeps an exited
+    guest for minutes, so waiting for its series to end would take that long)."""
+    exits = prometheus.query(f'kvmhole_kvm_stat_exits_total{{guest="{run["name"]}",'
+                             'stat="exits"}')
+    return bool(exits) and float(exits[0]["value"][1]) == run["kvm_stats"]["exits"]
+
+
 def ended(prometheus: Prometheus, guest: str) -> bool:
     """Prometheus saw the guest, and the exporter has since dropped it (stale)."""
     selector = f'kvmhole_guest_info{{guest="{guest}"}}'

@@ -21,7 +21,7 @@ from tests.conftest import KVMHOLE, kvmhole
 from tests.prometheus_harness import (
     Prometheus,
     dashboard_exprs,
-    ended,
+    holds_final,
     series,
     wait_for,
 )
@@ -85,8 +85,8 @@ def live(tmp_path_factory):
                                      env=env).stdout)
             scans[strategy] = run
         for run in scans.values():
-            wait_for(f"{run['name']} to reach Prometheus and go stale",
-                     lambda run=run: ended(prometheus, run["name"]))
+            wait_for(f"{run['name']}'s final counts to reach Prometheus",
+                     lambda run=run: holds_final(prometheus, run))
         yield Live(address, prometheus, mixed, scans)
     finally:
         for guest in started:

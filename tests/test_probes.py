@@ -97,10 +97,11 @@ def test_sixteen_guests_at_once(monitor):
     for run in runs:
         reports = [g for s in snapshots for g in s.guests if g.pid == run["pid"]]
         assert [g.alive for g in reports].count(False) == 1  # reported exited exactly once
-        # a guest of a few ms on a loaded machine may come and go before the registry
-        # watcher reads its entry: names are best effort there, counts are not
-        assert_counted(reports[-1], run, named=False)
-    assert monitor.poll().guests == []
+        # a guest of a few ms may be gone before the monitor first polls it: its
+        # exited registry entry still names it and holds its final KVM stats
+        assert_counted(reports[-1], run)
+    # each was reported exited once, then forgotten (other VMMs on the host may show)
+    assert not {g.pid for g in monitor.poll().guests} & {run["pid"] for run in runs}
 
 
 def test_monitor_started_after_the_guest(registry):
