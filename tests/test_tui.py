@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -353,5 +354,30 @@ def test_demo_guests_stop_when_top_is_killed(run_dir):
         # thread
         entries = [json.loads(p.read_text()) for p in run_dir.glob("*.json")]
         assert len(entries) == 3 and all("exited" in e for e in entries), entries
+    finally:
+        session.close()
+
+
+CRASHING_TOP = """
+from kvmhole.cli.top import _run_app
+from kvmhole.tui.app import TopApp
+
+
+class Broken(TopApp):
+    def on_mount(self):
+        raise RuntimeError("the view broke")
+
+
+_run_app(Broken(None))
+"""
+
+
+def test_a_crashed_tui_exits_non_zero(run_dir, tmp_path):
+    status = tmp_path / "status"
+    session = Tmux(sys.executable, "-c", CRASHING_TOP, status=status)
+    try:
+        session.wait_for(lambda _: status.exists() and status.read_text().strip())
+        assert "the view broke" in session.screen()
+        assert status.read_text().strip() == "1"
     finally:
         session.close()
