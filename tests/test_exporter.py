@@ -64,7 +64,8 @@ def test_counters_and_info_carry_the_snapshot_counts():
     assert samples[key("kvmhole_probe_info", path="emulated", kernel_counts="reads")] == 1
     # Bounded cardinality: no pid or address ever becomes a label.
     label_names = {name for (_, labels) in samples for name, _ in labels}
-    assert label_names <= {"guest", "vmm", "served", "reason", "strategy", "path", "stat", "le"}
+    assert label_names <= {"guest", "vmm", "served", "reason", "strategy", "path", "kernel_counts",
+                           "stat", "le"}
 
 
 def test_roundtrip_histogram_is_cumulative_in_seconds():

@@ -86,7 +86,7 @@ class Registration:
             if not directory.is_dir():
                 directory.mkdir(parents=True, exist_ok=True)
                 directory.chmod(0o755)  # readable by monitors whatever our umask
-            scan()  # no monitor may be running: clean up after VMMs that were killed
+            clean()  # no monitor may be running: clean up after VMMs that were killed
             self._write(self.entry)
         except OSError as error:
             raise ConfigError(
@@ -204,6 +204,21 @@ def scan(warn=None) -> dict[int, dict]:
             continue
         found[entry["pid"]] = entry
     return found
+
+
+def clean() -> None:
+    """Remove the stale entries only: an entry younger than GRACE_S is kept whatever it
+    says, so only old files are read (a fleet of VMMs starting at once reads few)."""
+    for path in registry_dir().glob("*.json"):
+        if _age(path) <= GRACE_S:
+            continue
+        try:
+            entry = read_entry(path)
+        except BadEntry:
+            continue  # not ours to remove
+        if entry is not None and not running(entry):
+            with contextlib.suppress(OSError):
+                path.unlink(missing_ok=True)
 
 
 def _age(path: Path) -> float:
