@@ -37,6 +37,19 @@ def assert_one_line_error(done: subprocess.CompletedProcess, *words: str) -> Non
         assert word in lines[0], lines[0]
 
 
+def start_guest(*args: str) -> subprocess.Popen:
+    """`kvmhole run ARGS... --json` started in the background; finish it with result()."""
+    return subprocess.Popen([*KVMHOLE, "run", *args, "--json"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def result(process: subprocess.Popen, timeout: float = 240) -> dict:
+    """The JSON a guest started with start_guest() printed; it must have succeeded."""
+    out, err = process.communicate(timeout=timeout)
+    assert process.returncode == 0, err
+    return json.loads(out)
+
+
 def run_json(*args: str, timeout: float = 120) -> dict:
     """`kvmhole run ARGS... --json` -> the JSON object it printed."""
     return json.loads(kvmhole("run", *args, "--json", timeout=timeout).stdout)

@@ -1,7 +1,6 @@
 """The probes on real KVM: the monitor's counts against the guest's own count and
 KVM's binary stats, for each hole strategy, several guests at once and QEMU."""
 
-import json
 import signal
 import subprocess
 import time
@@ -10,7 +9,7 @@ import pytest
 
 from kvmhole.guests import multiboot
 from kvmhole.probes.monitor import Monitor
-from tests.conftest import KVMHOLE, assert_one_line_error, kvmhole
+from tests.conftest import KVMHOLE, assert_one_line_error, kvmhole, result, start_guest
 
 
 @pytest.fixture(scope="module")
@@ -28,15 +27,6 @@ def monitor(registry):
         yield m
 
 
-def start_guest(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([*KVMHOLE, "run", *args, "--json"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-
-
-def result(process: subprocess.Popen) -> dict:
-    out, err = process.communicate(timeout=120)
-    assert process.returncode == 0, err
-    return json.loads(out)
 
 
 def assert_counted(guest, run: dict, named: bool = True) -> None:

@@ -20,7 +20,7 @@ import pytest
 
 from kvmhole.guests import multiboot
 from kvmhole.probes.monitor import Monitor
-from tests.conftest import KVMHOLE, kvmhole
+from tests.conftest import KVMHOLE, kvmhole, result, start_guest
 from tests.test_bpf_builds import BUILDS, load
 
 PAGES = 400
@@ -34,15 +34,6 @@ def registry(tmp_path_factory):
         yield path
 
 
-def start_guest(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([*KVMHOLE, "run", *args, "--json"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-
-
-def result(process: subprocess.Popen) -> dict:
-    out, err = process.communicate(timeout=240)
-    assert process.returncode == 0, err
-    return json.loads(out)
 
 
 def test_doctor_picks_the_vmx_svm_plan():
