@@ -1,6 +1,8 @@
 """Thin typed binding over <linux/kvm.h> (cffi, API mode). Knows nothing of PCI or holes."""
 
 from kvmhole.kvm.exits import (
+    KVM_EXIT_INTR,
+    KVM_EXIT_MMIO,
     FailEntryExit,
     HltExit,
     InternalErrorExit,
@@ -19,6 +21,8 @@ from kvmhole.kvm.vcpu import Vcpu
 from kvmhole.kvm.vm import MEM_READONLY, Vm
 
 __all__ = [
+    "KVM_EXIT_INTR",
+    "KVM_EXIT_MMIO",
     "MEM_READONLY",
     "FailEntryExit",
     "HltExit",

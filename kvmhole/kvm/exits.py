@@ -20,6 +20,11 @@ INTERNAL_ERROR_NAMES = {
 }
 
 
+# The reason numbers a run loop's hot path compares Vcpu.enter()'s result with.
+KVM_EXIT_MMIO = lib.KVM_EXIT_MMIO
+KVM_EXIT_INTR = lib.KVM_EXIT_INTR
+
+
 def exit_name(reason: int) -> str:
     return EXIT_NAMES.get(reason, f"UNKNOWN_{reason}")
 

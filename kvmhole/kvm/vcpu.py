@@ -36,6 +36,9 @@ class Vcpu:
         self.run_address = int(ffi.cast("uintptr_t", self._map))  # for other cffi modules
         self._mmio = lib.kh_run_mmio(self.run_struct)
         self._io = lib.kh_run_io(self.run_struct)
+        # For a run loop's hot path: kvm_run's MMIO fields and data, read in place.
+        self.mmio = self._mmio
+        self.mmio_data = ffi.buffer(self._mmio.data, 8)
 
     def get_regs(self):
         regs = ffi.new("struct kvm_regs *")
@@ -61,12 +64,20 @@ class Vcpu:
 
     def run(self) -> VcpuExit:
         """Enter the guest until the next exit to userspace and describe that exit."""
+        if self.enter() == lib.KVM_EXIT_INTR:
+            return IntrExit()
+        return self.current_exit()
+
+    def enter(self) -> int:
+        """Enter the guest; return the exit reason only (KVM_EXIT_INTR for a signal), with
+        no exit object made: a hot path reads `mmio`/`mmio_data` in place and falls back
+        to current_exit() for everything else."""
         if lib.kh_ioctl_val(self.fd, lib.KVM_RUN, 0) < 0:
             err = ffi.errno
             if err in (errno.EINTR, errno.EAGAIN):
-                return IntrExit()
+                return lib.KVM_EXIT_INTR
             raise KvmError("KVM_RUN", err)
-        return self.current_exit()
+        return self.run_struct.exit_reason
 
     def current_exit(self) -> VcpuExit:
         """Describe the exit recorded in kvm_run (also after a KVM_RUN made elsewhere)."""

@@ -34,6 +34,15 @@ class EcamWindow:
     def __contains__(self, addr: int) -> bool:
         return addr in self.map.ecam
 
+    def read_hole(self, addr: int, length: int, data) -> bool:
+        """Answer a read if it is a hole read (in the window, no function there): the run
+        loop's hot path, taken before any exit object is made."""
+        if addr not in self.map.ecam or (addr & -FUNCTION_SIZE) in self.functions:
+            return False
+        self.counts.hole_read_exits += 1
+        data[:length] = ALL_ONES[:length]
+        return True
+
     def mmio(self, addr: int, length: int, is_write: bool, data) -> None:
         page = addr & ~(FUNCTION_SIZE - 1)
         function = self.functions.get(page)

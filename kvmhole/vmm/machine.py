@@ -10,6 +10,8 @@ from kvmhole import guests
 from kvmhole.errors import ConfigError, GuestError, KvmholeError
 from kvmhole.guests import protocol
 from kvmhole.kvm import (
+    KVM_EXIT_INTR,
+    KVM_EXIT_MMIO,
     FailEntryExit,
     HltExit,
     InternalErrorExit,
@@ -217,7 +219,24 @@ class Machine:
                 self.counts.userspace_exits["MMIO"] += fastpath.hole_reads
                 self.counts.hole_read_exits += fastpath.hole_reads
         else:
-            self._dispatch(vcpu.run)
+            self._dispatch(self._hole_reads_first(vcpu))
+
+    def _hole_reads_first(self, vcpu):
+        """vcpu.run for _dispatch, except that hole reads (one per absent function the
+        guest probes: the bulk of its exits) are answered in place from kvm_run, with no
+        exit object or dispatch."""
+        mmio, data, read_hole = vcpu.mmio, vcpu.mmio_data, self.ecam.read_hole
+        exits = self.counts.userspace_exits
+
+        def next_exit():
+            while True:
+                reason = vcpu.enter()
+                if reason == KVM_EXIT_MMIO and not mmio.is_write and \
+                        read_hole(mmio.phys_addr, mmio.len, data):
+                    exits["MMIO"] += 1
+                    continue
+                return IntrExit() if reason == KVM_EXIT_INTR else vcpu.current_exit()
+        return next_exit
 
     def _dispatch(self, next_exit) -> None:
         userspace_exits = self.counts.userspace_exits
