@@ -1,6 +1,7 @@
 """The exporter's collector over constructed snapshots: names, values, labels,
 histograms, exited guests, and `promtool check metrics` on what it serves."""
 
+import gzip
 import subprocess
 import urllib.request
 
@@ -173,3 +174,29 @@ def test_served_metrics_pass_promtool(tmp_path):
                           timeout=60)
     assert done.returncode == 0, (done.stdout + done.stderr).decode()
     assert b'kvmhole_hole_kernel_seconds_count{guest="busy",vmm="kvmhole"} 4.0' in text
+
+
+def test_a_scrape_between_polls_serves_the_bytes_of_that_poll():
+    """Rendered once per poll: the same body until the store changes, then the new counts,
+    in either exposition format and gzipped when asked."""
+    store = LatestSnapshot()
+    store.update(snapshot(guest(1, "vm-a", hole_reads_in_kernel=5)))
+
+    def get(address: str, **headers) -> tuple[bytes, dict]:
+        request = urllib.request.Request(f"http://{address}/metrics", headers=headers)
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.read(), dict(response.headers)
+
+    with listening("127.0.0.1:0", store) as address:
+        first, _ = get(address)
+        assert get(address)[0] == first
+        assert b'served="kernel",vmm="kvmhole"} 5.0' in first
+        store.update(snapshot(guest(1, "vm-a", hole_reads_in_kernel=9)))
+        second, _ = get(address)
+        assert b'served="kernel",vmm="kvmhole"} 9.0' in second
+        open_metrics, headers = get(address, Accept="application/openmetrics-text")
+        assert headers["Content-Type"].startswith("application/openmetrics-text")
+        assert open_metrics.endswith(b"# EOF\n")
+        zipped, headers = get(address, **{"Accept-Encoding": "gzip"})
+        assert headers["Content-Encoding"] == "gzip"
+        assert gzip.decompress(zipped) == second

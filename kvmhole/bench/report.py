@@ -29,8 +29,9 @@ def print_tables(report: dict, console: Console) -> None:
     _print_qemu(report["qemu"], console)
     _print_probe_overhead(report["probe_overhead"], console)
     scrape = report["views"]["exporter"]
-    console.print(f"exporter, {scrape['guests']} guests: one /metrics scrape "
-                  f"{_spread(scrape['scrape_ms'])} ms, {scrape['bytes'] / 1e3:.0f} kB")
+    console.print(f"exporter, {scrape['guests']} guests: the first /metrics scrape after a "
+                  f"poll {_spread(scrape['scrape_ms'])} ms, another before the next poll "
+                  f"{_spread(scrape['scrape_again_ms'])} ms, {scrape['bytes'] / 1e3:.0f} kB")
     tui = report["views"]["tui"]
     console.print(f"kvmhole top, {tui['guests']} guests: taking a snapshot "
                   f"{_spread(tui['apply_ms'])} ms, snapshot and repaint "

@@ -4,9 +4,10 @@ import errno
 import socket
 from contextlib import contextmanager
 
-from prometheus_client import CollectorRegistry, make_wsgi_app
+from prometheus_client import CollectorRegistry
 
 from kvmhole.errors import ConfigError, KvmholeError
+from kvmhole.exporter.cache import cached_metrics_app
 from kvmhole.exporter.collector import SnapshotCollector
 from kvmhole.exporter.http import MetricsServer
 from kvmhole.exporter.store import LatestSnapshot
@@ -33,7 +34,7 @@ def bind(listen: str, store: LatestSnapshot):
     registry = CollectorRegistry()
     registry.register(SnapshotCollector(store))
     try:
-        server = MetricsServer(host, port, make_wsgi_app(registry))
+        server = MetricsServer(host, port, cached_metrics_app(registry, store))
     except socket.gaierror as error:
         raise ConfigError(f"bad listen address {listen!r}: {error.strerror}") from None
     except OSError as error:

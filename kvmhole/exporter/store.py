@@ -32,6 +32,7 @@ class LatestSnapshot:
         self._snapshot: Snapshot | None = None
         self._exited: dict[int, tuple[float, GuestStats]] = {}  # pid -> (left at, final)
         self._labels: dict[int, tuple[str, str, str]] = {}  # pid -> (name, vmm, label)
+        self.version = 0  # changes whenever what a scrape would serve changes
 
     def update(self, snapshot: Snapshot) -> None:
         now = self.clock()
@@ -55,6 +56,7 @@ class LatestSnapshot:
             for guest in snapshot.guests:
                 self._label(guest)
             self._snapshot = snapshot
+            self.version += 1
 
     def _label(self, guest: GuestStats) -> None:
         known = self._labels.get(guest.pid)
@@ -71,6 +73,7 @@ class LatestSnapshot:
             if self._snapshot is not None:
                 probe = dataclasses.replace(self._snapshot.probe, up=False, message=message)
                 self._snapshot = dataclasses.replace(self._snapshot, probe=probe)
+                self.version += 1
 
     def peek(self) -> Snapshot | None:
         """The newest snapshot as the source gave it."""
