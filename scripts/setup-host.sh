@@ -5,8 +5,10 @@
 # Everything Python goes into .venv (see the Makefile).
 set -euo pipefail
 
+# linux-source-6.1, gcc-12, patch and xz-utils: kvmhole kernel build (the patched kvm modules).
 PACKAGES=(gcc binutils make python3 python3-venv python3-bpfcc bpfcc-tools
-          linux-headers-amd64 qemu-system-x86 prometheus tmux busybox-static)
+          linux-headers-amd64 qemu-system-x86 prometheus tmux busybox-static
+          linux-source-6.1 gcc-12 patch xz-utils)
 
 if [ "$(id -u)" -ne 0 ]; then
     echo "setup-host: run as root (apt-get and mounts need it)" >&2

@@ -20,6 +20,7 @@ COMMANDS = {
     "top": "kvmhole.cli.top:top",
     "export": "kvmhole.cli.export:export",
     "svmhost": "kvmhole.cli.svmhost:svmhost",
+    "kernel": "kvmhole.cli.kernel:kernel",
 }
 
 

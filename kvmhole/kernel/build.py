@@ -1,0 +1,276 @@
+"""Build the KVM_MEM_PCI_HOLE port as kvm.ko, kvm-amd.ko and kvm-intel.ko for Debian's
+6.1.0-56-amd64 kernel, from Debian's own linux-source-6.1 and the kernel's own Kbuild.
+
+Only arch/x86/kvm, virt/kvm and the files the patches touch are extracted. Kbuild runs
+from the headers package (make -C headers M=tree/arch/x86/kvm); the headers the patches
+edit are copies in the tree, put ahead of the packaged ones on the include path. A
+source of another version would build with the same vermagic and silently differ, so
+the source must be the very version of the headers. The result is cached under a hash
+of everything it depends on: a rerun does no work.
+"""
+
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from kvmhole.errors import KvmholeError
+from kvmhole.kernel import debian, modinfo
+
+CACHE = Path(os.environ.get("KVMHOLE_CACHE_DIR", "/var/cache/kvmhole")) / "kernel"
+PATCHES = Path(__file__).resolve().parents[2] / "kernel" / "pci-hole"
+MODULES = ("kvm", "kvm-amd", "kvm-intel")
+BUILD_DIRS = ("arch/x86/kvm/", "virt/kvm/")
+# The include directories a patched header can live in, in the kernel's order.
+INCLUDE_DIRS = ("arch/x86/include", "include", "arch/x86/include/uapi", "include/uapi")
+# KVM's Makefile finds virt/kvm and its private headers through $(srctree), which is the
+# headers package here: point both at the tree instead.
+MAKEFILE_FIXES = (("$(srctree)/virt/kvm/Makefile.kvm", "$(src)/../../../virt/kvm/Makefile.kvm"),
+                  ("-I $(srctree)/arch/x86/kvm", "-I $(src)"))
+
+
+@dataclass
+class Build:
+    directory: Path
+    modules: dict[str, Path]
+    vermagic: str
+    cached: bool
+    seconds: float
+
+    def to_dict(self) -> dict:
+        return {"directory": str(self.directory), "vermagic": self.vermagic,
+                "cached": self.cached, "seconds": round(self.seconds, 1),
+                "modules": {name: str(path) for name, path in self.modules.items()}}
+
+
+def _stderr(line: str) -> None:
+    print(f"kvmhole kernel: {line}", file=sys.stderr, flush=True)
+
+
+def patch_files(patches: Path) -> list[Path]:
+    found = sorted(patches.glob("*.patch"))
+    if not found:
+        raise KvmholeError(f"no patch series in {patches} (expected kernel/pci-hole/*.patch)")
+    return found
+
+
+def patched_paths(patches: list[Path]) -> list[str]:
+    """Every file the series touches, as a path in the kernel tree."""
+    paths = {m.group(1) for p in patches
+             for m in re.finditer(r"^\+\+\+ b/(\S+)", p.read_text(), re.M)}
+    return sorted(paths)
+
+
+def check_tools(source: Path) -> None:
+    """One line naming every missing package; nothing is installed behind the user's back."""
+    missing = [pkg for pkg, present in (
+        (debian.SOURCE_PACKAGE, source.exists()),
+        (debian.HEADERS_PACKAGE, (debian.HEADERS_DIR / "Makefile").exists()),
+        (debian.COMPILER, shutil.which(debian.COMPILER)),
+        ("patch", shutil.which("patch")),
+        ("make", shutil.which("make")),
+    ) if not present]
+    if missing:
+        raise KvmholeError(f"missing {', '.join(missing)}: apt-get install {' '.join(missing)}")
+
+
+def makefile_version(text: str) -> str:
+    """'6.1.192' from a kernel top-level Makefile."""
+    fields = dict(re.findall(r"^(VERSION|PATCHLEVEL|SUBLEVEL|EXTRAVERSION) = ?(\S*)", text,
+                             re.M))
+    return "{VERSION}.{PATCHLEVEL}.{SUBLEVEL}{EXTRAVERSION}".format(**fields)
+
+
+def headers_version() -> str:
+    """The kernel version the headers package was made from (its -common Makefile)."""
+    include = re.search(r"^include (\S+)",
+                        (debian.HEADERS_DIR / "Makefile").read_text(), re.M).group(1)
+    return makefile_version(Path(include).read_text())
+
+
+def tarball_version(source: Path) -> tuple[str, str]:
+    """(top directory, kernel version) of a source tarball, reading only up to its
+    Makefile."""
+    with tarfile.open(source, "r|*") as tar:
+        for member in tar:
+            top, _, rest = member.name.partition("/")
+            if rest == "Makefile":
+                return top, makefile_version(tar.extractfile(member).read().decode())
+    raise KvmholeError(f"{source} holds no kernel Makefile: not a Linux source tarball")
+
+
+def source_identity(source: Path) -> dict:
+    """Cheap facts that change whenever the tarball does (the cache key's part)."""
+    stat = source.stat()
+    package = debian.owner(source)
+    return {"path": str(source), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+            "package": package,
+            "package_version": package and debian.installed_version(package)}
+
+
+def check_source(identity: dict, kernel_version: str, headers: dict) -> None:
+    """Refuse a source that is not exactly the kernel of the headers: another version
+    builds with the same vermagic and loads, but is not the kernel it claims to be."""
+    if kernel_version != headers["kernel_version"]:
+        raise KvmholeError(f"{identity['path']} is Linux {kernel_version} but "
+                           f"{debian.HEADERS_PACKAGE} is {headers['kernel_version']}: "
+                           f"refusing a mismatched source")
+    if identity["package"] != debian.SOURCE_PACKAGE:
+        raise KvmholeError(f"{identity['path']} was not installed by "
+                           f"{debian.SOURCE_PACKAGE}, so its Debian version cannot be "
+                           "checked against the headers: refusing it")
+    if identity["package_version"] != headers["package_version"]:
+        raise KvmholeError(f"{debian.SOURCE_PACKAGE} {identity['package_version']} does not "
+                           f"match {debian.HEADERS_PACKAGE} {headers['package_version']}: "
+                           "refusing a mismatched source")
+
+
+def cache_key(identity: dict, headers: dict, compiler: str, patches: list[Path]) -> str:
+    digest = hashlib.sha256()
+    digest.update(json.dumps([identity, headers, compiler], sort_keys=True).encode())
+    # The package's own code decides how the build is done: a change to it rebuilds.
+    for item in [*patches, *sorted(Path(__file__).parent.glob("*.py"))]:
+        digest.update(item.name.encode() + b"\0" + item.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def extract(source: Path, top: str, paths: list[str], tree: Path) -> None:
+    # tar fails on a name its directory's name already took.
+    wanted = [*BUILD_DIRS, *(p for p in paths if not p.startswith(BUILD_DIRS))]
+    done = subprocess.run(["tar", "-xf", str(source), "-C", str(tree), "--strip-components=1",
+                           *(f"{top}/{p}" for p in wanted)], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise KvmholeError(f"extracting from {source} failed: {done.stderr.strip()}")
+
+
+def apply(patches: list[Path], tree: Path) -> str:
+    """Apply the series with no fuzz allowed; returns patch's output."""
+    output = []
+    for p in patches:
+        done = subprocess.run(["patch", "-p1", "-F0", "--batch", "--forward",
+                               "--no-backup-if-mismatch", "-d", str(tree), "-i", str(p)],
+                              capture_output=True, text=True)
+        output.append(done.stdout + done.stderr)
+        if done.returncode != 0:
+            raise KvmholeError(f"{p.name} does not apply to {debian.SOURCE_PACKAGE}: "
+                               + " / ".join(done.stdout.strip().splitlines()[-3:]))
+    return "".join(output)
+
+
+def prepare(tree: Path, paths: list[str]) -> list[str]:
+    """Point KVM's Makefile at the tree; returns the -I flags that put the tree's copies
+    of the patched headers ahead of the headers package."""
+    makefile = tree / "arch/x86/kvm/Makefile"
+    text = makefile.read_text()
+    for old, new in MAKEFILE_FIXES:
+        if text.count(old) != 1:
+            raise KvmholeError(f"{makefile}: expected one '{old}'; the build needs updating")
+        text = text.replace(old, new)
+    makefile.write_text(text)
+    roots = set()
+    for path in paths:  # a header's include root is the longest directory it is under
+        under = [d for d in INCLUDE_DIRS if path.startswith(d + "/")]
+        if under:
+            roots.add(max(under, key=len))
+    return [f"-I{tree / d}" for d in INCLUDE_DIRS if d in roots]
+
+
+def make(tree: Path, includes: list[str], progress: Callable[[str], None]) -> None:
+    command = ["make", "-C", str(debian.HEADERS_DIR), f"M={tree / 'arch/x86/kvm'}",
+               f"CC={debian.COMPILER}", f"-j{os.cpu_count() or 1}",
+               # -nostdinc is what Kbuild puts here; the tree's headers go right after it.
+               f"NOSTDINC_FLAGS=-nostdinc {' '.join(includes)}", "modules"]
+    start = time.monotonic()
+    log = []
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True) as proc:
+        for line in proc.stdout:
+            log.append(line.rstrip())
+            step = re.match(r"\s+(CC \[M\]|LD \[M\])\s+(\S+)", line)
+            if step:
+                name = os.path.relpath(os.path.normpath(step.group(2)), tree)
+                progress(f"[{time.monotonic() - start:4.0f} s] {step.group(1)} {name}")
+    if proc.returncode != 0:
+        errors = [line for line in log if "error" in line.lower()] or log[-5:]
+        raise KvmholeError(f"make failed ({proc.returncode}): " + " / ".join(errors[:5]))
+
+
+def verify(built: dict[str, Path], stock: Path, tree_symvers: Path) -> str:
+    """The checks the kernel makes at load time, against the stock modules and the
+    headers' Module.symvers; returns the common vermagic."""
+    exports = modinfo.exported_crcs(debian.HEADERS_DIR / "Module.symvers")
+    exports.update(modinfo.exported_crcs(tree_symvers))
+    for name, path in built.items():
+        ours = modinfo.modinfo(path)["vermagic"]
+        theirs = modinfo.modinfo(stock / f"{name}.ko")["vermagic"]
+        if ours != theirs:
+            raise KvmholeError(f"{name}.ko vermagic {ours!r} differs from the stock "
+                               f"module's {theirs!r}")
+        wrong = [s for s, crc in modinfo.imported_crcs(path).items() if exports.get(s) != crc]
+        if wrong:
+            raise KvmholeError(f"{name}.ko imports {len(wrong)} symbols with CRCs the kernel "
+                               f"does not export: {', '.join(wrong[:5])}")
+    return ours
+
+
+def build(source: Path = debian.SOURCE_TARBALL, cache: Path = CACHE,
+          patches: Path = PATCHES, progress: Callable[[str], None] = _stderr) -> Build:
+    """Build (or find in the cache) the patched modules; raises KvmholeError with one
+    line saying what is wrong."""
+    start = time.monotonic()
+    check_tools(source)
+    series = patch_files(patches)
+    identity = source_identity(source)
+    headers = {"kernel_version": headers_version(),
+               "package_version": debian.installed_version(debian.HEADERS_PACKAGE)}
+    compiler = subprocess.run([debian.COMPILER, "--version"], capture_output=True,
+                              text=True, check=True).stdout.splitlines()[0]
+    key = cache_key(identity, headers, compiler, series)
+    directory = cache / key
+    cache.mkdir(parents=True, exist_ok=True)
+    with open(cache / f"{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # a parallel build of the same key waits, then hits
+        if (directory / "build.json").exists():
+            return _load(directory, time.monotonic() - start)
+        top, kernel_version = tarball_version(source)
+        check_source(identity, kernel_version, headers)
+        stock = debian.stock_kvm_modules(headers["package_version"])
+        partial = cache / f"{key}.partial"
+        shutil.rmtree(partial, ignore_errors=True)
+        tree = partial / "tree"
+        tree.mkdir(parents=True)
+        paths = patched_paths(series)
+        progress(f"extracting {', '.join(BUILD_DIRS)} and {len(paths)} patched files "
+                 f"from {source}")
+        extract(source, top, paths, tree)
+        apply(series, tree)
+        progress(f"building {', '.join(m + '.ko' for m in MODULES)} with "
+                 f"{debian.COMPILER} (about a minute on 2 CPUs)")
+        make(tree, prepare(tree, paths), progress)
+        kvm_dir = tree / "arch/x86/kvm"
+        built = {m: kvm_dir / f"{m}.ko" for m in MODULES}
+        vermagic = verify(built, stock, kvm_dir / "Module.symvers")
+        for path in [*built.values(), kvm_dir / "Module.symvers"]:
+            shutil.copy2(path, partial / path.name)
+        shutil.rmtree(tree)  # ~100 MB of objects; the .ko files keep their debug info
+        (partial / "build.json").write_text(json.dumps(
+            {"vermagic": vermagic, "source": identity, "headers": headers,
+             "compiler": compiler, "patches": [p.name for p in series]}, indent=1))
+        partial.rename(directory)
+        progress(f"built in {time.monotonic() - start:.0f} s: {directory}")
+        return _load(directory, time.monotonic() - start, cached=False)
+
+
+def _load(directory: Path, seconds: float, cached: bool = True) -> Build:
+    info = json.loads((directory / "build.json").read_text())
+    return Build(directory=directory, vermagic=info["vermagic"], cached=cached,
+                 seconds=seconds, modules={m: directory / f"{m}.ko" for m in MODULES})
