@@ -1,0 +1,149 @@
+"""kvmhole kernel build: the KVM_MEM_PCI_HOLE port really builds from Debian's source, is
+cached, would load where the stock modules do, and a wrong source is refused.
+
+The build runs once per session into a private cache (about a minute on 2 CPUs), so a
+broken build fails here even when /var/cache/kvmhole already holds a good one."""
+
+import json
+import os
+import re
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from kvmhole.errors import KvmholeError
+from kvmhole.kernel import build, debian, modinfo
+from tests.conftest import assert_one_line_error, kvmhole
+
+MODULES = ("kvm", "kvm-amd", "kvm-intel")
+
+
+@pytest.fixture(scope="session")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("kernel-cache")
+
+
+@pytest.fixture(scope="session")
+def first_build(cache):
+    done = kvmhole("kernel", "build", "--json", timeout=900, env=_env(cache))
+    return json.loads(done.stdout), done.stderr
+
+
+def _env(cache):
+    return {**os.environ, "KVMHOLE_CACHE_DIR": str(cache)}
+
+
+@pytest.fixture(scope="session")
+def stock():
+    return debian.stock_kvm_modules(debian.installed_version(debian.HEADERS_PACKAGE))
+
+
+def test_build_makes_the_three_modules(first_build):
+    result, progress = first_build
+    assert result["cached"] is False
+    assert set(result["modules"]) == set(MODULES)
+    # The long step reports what it compiles as it goes.
+    assert "building kvm.ko" in progress
+    assert re.search(r"CC \[M\] arch/x86/kvm/mmu/mmu\.o", progress)
+
+
+def test_second_run_is_a_no_op(first_build, cache):
+    result, _ = first_build
+    before = {m: _stat(p) for m, p in result["modules"].items()}
+    again = kvmhole("kernel", "build", "--json", env=_env(cache))
+    second = json.loads(again.stdout)
+    assert second["cached"] is True
+    assert second["modules"] == result["modules"]
+    assert again.stderr == ""  # nothing extracted, patched or compiled
+    assert {m: _stat(p) for m, p in second["modules"].items()} == before
+
+
+def _stat(path):
+    st = os.stat(path)
+    return st.st_ino, st.st_mtime_ns, st.st_size
+
+
+def test_vermagic_and_crcs_match_the_stock_modules(first_build, stock):
+    """What insmod checks: vermagic, and the CRC of every imported symbol."""
+    result, _ = first_build
+    kernel_exports = modinfo.exported_crcs(debian.HEADERS_DIR / "Module.symvers")
+    for name, path in result["modules"].items():
+        ours = Path(path)
+        theirs = stock / f"{name}.ko"
+        assert modinfo.modinfo(ours)["vermagic"] == modinfo.modinfo(theirs)["vermagic"]
+        assert modinfo.modinfo(ours)["vermagic"].startswith(debian.KERNEL_RELEASE + " ")
+        imports = modinfo.imported_crcs(ours)
+        assert imports == modinfo.imported_crcs(theirs)
+        from_kernel = {s: c for s, c in imports.items() if s in kernel_exports}
+        assert from_kernel and all(kernel_exports[s] == c for s, c in from_kernel.items())
+    # kvm.ko exports what the stock one does, CRC for CRC (the headers list its exports).
+    ours = modinfo.exported_crcs(Path(result["directory"]) / "Module.symvers")
+    assert ours and all(kernel_exports.get(s) == c for s, c in ours.items())
+
+
+def test_patch_series_applies_cleanly(tmp_path):
+    series = build.patch_files(build.PATCHES)
+    paths = build.patched_paths(series)
+    top, _ = build.tarball_version(debian.SOURCE_TARBALL)
+    build.extract(debian.SOURCE_TARBALL, top, paths, tmp_path)
+    output = build.apply(series, tmp_path)
+    # Exact context and line numbers: no fuzz, no offsets, nothing rejected.
+    assert not re.search(r"offset|fuzz|FAILED|reject", output, re.I), output
+    assert not list(tmp_path.rglob("*.rej"))
+    main = (tmp_path / "virt/kvm/kvm_main.c").read_text()
+    assert "valid_flags |= KVM_MEM_PCI_HOLE;" in main
+
+
+def test_patches_keep_the_2020_authorship_and_say_how_they_were_ported():
+    series = build.patch_files(build.PATCHES)
+    assert len(series) == 4
+    for patch in series:
+        text = patch.read_text()
+        assert "Ported to 6.1 for kvmhole" in text, patch.name
+    for patch in series[:2]:  # the two halves of v2 2/3
+        text = patch.read_text()
+        assert "From: Vitaly Kuznetsov <vkuznets@redhat.com>" in text
+        assert "Signed-off-by: Vitaly Kuznetsov <vkuznets@redhat.com>" in text
+
+
+def _fake_source(tmp_path, sublevel):
+    top = tmp_path / "linux-source-6.1"
+    top.mkdir()
+    (top / "Makefile").write_text(f"VERSION = 6\nPATCHLEVEL = 1\nSUBLEVEL = {sublevel}\n"
+                                  "EXTRAVERSION =\n")
+    source = tmp_path / "linux-source-6.1.tar.xz"
+    with tarfile.open(source, "w:xz") as tar:
+        tar.add(top, arcname=top.name)
+    return source
+
+
+def test_another_kernel_version_is_refused(tmp_path):
+    done = kvmhole("kernel", "build", "--source", str(_fake_source(tmp_path, 191)),
+                   check=False, env=_env(tmp_path / "cache"))
+    assert_one_line_error(done, "is Linux 6.1.191 but", "6.1.192", "refusing")
+    assert not list((tmp_path / "cache").rglob("*.ko"))
+
+
+def test_a_source_no_package_installed_is_refused(tmp_path):
+    """Same kernel version, but its Debian revision cannot be known: it may differ."""
+    sublevel = build.headers_version().split(".")[2]
+    done = kvmhole("kernel", "build", "--source", str(_fake_source(tmp_path, sublevel)),
+                   check=False, env=_env(tmp_path / "cache"))
+    assert_one_line_error(done, "was not installed by linux-source-6.1", "refusing")
+
+
+def test_another_debian_revision_is_refused():
+    identity = {"path": "/usr/src/linux-source-6.1.tar.xz", "package": "linux-source-6.1",
+                "package_version": "6.1.192-1"}
+    headers = {"kernel_version": "6.1.192", "package_version": "6.1.192-2"}
+    with pytest.raises(KvmholeError, match=r"6\.1\.192-1 does not match .* 6\.1\.192-2"):
+        build.check_source(identity, "6.1.192", headers)
+    build.check_source({**identity, "package_version": "6.1.192-2"}, "6.1.192", headers)
+
+
+def test_missing_packages_are_named_in_one_line(tmp_path):
+    done = kvmhole("kernel", "build", "--source", str(tmp_path / "absent.tar.xz"),
+                   check=False)
+    assert_one_line_error(done, "missing linux-source-6.1", "apt-get install linux-source-6.1")
+
