@@ -10,11 +10,14 @@ import click
               show_default=True, help="Seconds from boot to power-off before giving up.")
 @click.option("--no-kvm", is_flag=True,
               help="Do not load Debian's kvm_amd: the command loads its own KVM modules.")
+@click.option("--pci-hole-kvm", is_flag=True,
+              help="Replace kvm_amd by the KVM_MEM_PCI_HOLE port (kvmhole kernel build) "
+                   "before COMMAND, so --hole native works in it.")
 @click.option("--memory", default="4G", show_default=True, help="The SVM host's RAM.")
 @click.option("--cpu", default=None, metavar="MODEL[,+FEATURE,-FEATURE...]",
               help="QEMU -cpu for the SVM host's vCPUs [default: EPYC with svm and npt].")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-def svmhost(timeout, no_kvm, memory, cpu, command):
+def svmhost(timeout, no_kvm, pci_hole_kvm, memory, cpu, command):
     """Boot an SVM host (QEMU TCG with an AMD vCPU that has SVM and nested paging,
     running Debian's own kernel for the installed headers, with this machine's / as
     its read-only root), run COMMAND in it in the current directory, power it off.
@@ -31,7 +34,15 @@ def svmhost(timeout, no_kvm, memory, cpu, command):
         if sys.stderr.isatty():
             click.echo(f"kvmhole svmhost: {message}", err=True)
 
-    result = run(list(command), timeout=timeout, kvm="none" if no_kvm else "stock",
-                 memory=memory, cpu=cpu or CPU, stream=True, progress=progress)
+    if pci_hole_kvm:
+        if no_kvm:
+            raise click.UsageError("--pci-hole-kvm and --no-kvm exclude each other")
+        from kvmhole.kernel.svmhost import run_patched
+
+        result = run_patched(list(command), timeout=timeout, memory=memory, cpu=cpu or CPU,
+                             stream=True, progress=progress)
+    else:
+        result = run(list(command), timeout=timeout, kvm="none" if no_kvm else "stock",
+                     memory=memory, cpu=cpu or CPU, stream=True, progress=progress)
     progress(f"exit code {result.returncode} after {result.seconds:.1f} s")
     sys.exit(result.returncode)

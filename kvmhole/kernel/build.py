@@ -29,6 +29,7 @@ from kvmhole.kernel import debian, modinfo
 CACHE = Path(os.environ.get("KVMHOLE_CACHE_DIR", "/var/cache/kvmhole")) / "kernel"
 PATCHES = Path(__file__).resolve().parents[2] / "kernel" / "pci-hole"
 MODULES = ("kvm", "kvm-amd", "kvm-intel")
+BUILD_CODE = ("build.py", "debian.py", "modinfo.py")
 BUILD_DIRS = ("arch/x86/kvm/", "virt/kvm/")
 # The include directories a patched header can live in, in the kernel's order.
 INCLUDE_DIRS = ("arch/x86/include", "include", "arch/x86/include/uapi", "include/uapi")
@@ -137,8 +138,8 @@ def check_source(identity: dict, kernel_version: str, headers: dict) -> None:
 def cache_key(identity: dict, headers: dict, compiler: str, patches: list[Path]) -> str:
     digest = hashlib.sha256()
     digest.update(json.dumps([identity, headers, compiler], sort_keys=True).encode())
-    # The package's own code decides how the build is done: a change to it rebuilds.
-    for item in [*patches, *sorted(Path(__file__).parent.glob("*.py"))]:
+    # The code that decides how the build is done: a change to it rebuilds.
+    for item in [*patches, *(Path(__file__).with_name(f) for f in BUILD_CODE)]:
         digest.update(item.name.encode() + b"\0" + item.read_bytes())
     return digest.hexdigest()[:16]
 
