@@ -1,0 +1,198 @@
+"""Run inside an SVM host whose KVM is the KVM_MEM_PCI_HOLE port (see
+test_pci_hole_svmhost.py); prints one JSON line of what each check observed, with the
+kernel log lines each check added. The assertions are the test's, on the host."""
+
+import json
+import signal
+import struct
+import subprocess
+import sys
+import threading
+
+from kvmhole.kvm._kvm_cffi import lib
+
+from kvmhole.kvm import IoExit, KvmError, MmioExit, System
+from kvmhole.vmm import hostmem, longmode
+from kvmhole.vmm.strategies import KVM_MEM_PCI_HOLE
+
+# The patch's selftest: slot 10 at 0xc0000000, 4 pages, no backing.
+SLOT, GPA, SIZE = 10, 0xC0000000, 0x4000
+RAM_SIZE, CODE, MAP_END = 2 << 20, 0x10000, 4 << 30
+REPORT_PORT, WRITTEN = 0x10, 0xDEAFBEEF
+# A check that hangs (a vCPU stuck in KVM_RUN) is cut off and reported as it stands:
+# SIGALRM ends KVM_RUN with an INTR exit, which no check expects.
+WATCHDOG_S = 120
+
+
+def read_byte(addr: int) -> bytes:  # mov al, [addr]; out 0x10, al
+    return b"\xa0" + struct.pack("<Q", addr) + b"\xe6" + bytes([REPORT_PORT])
+
+
+def write_u64(addr: int) -> bytes:  # mov [addr], rax
+    return b"\x48\xa3" + struct.pack("<Q", addr)
+
+
+# Reads at 0 and 5000, u64 writes at 1024 and 8000 (as the selftest), then reads of
+# the two written places: still all-ones, with no exit.
+SELFTEST = (read_byte(GPA) + read_byte(GPA + 5000)
+            + b"\xb8" + struct.pack("<I", WRITTEN)  # mov eax, imm32 (rax = 0xdeafbeef)
+            + write_u64(GPA + 1024) + write_u64(GPA + 8000)
+            + read_byte(GPA + 1024) + read_byte(GPA + 8000) + b"\xf4")
+# An endless loop of hole reads, each reported.
+READ_LOOP = read_byte(GPA) + b"\xeb" + bytes([256 - len(read_byte(GPA)) - 2])
+
+
+class Guest:
+    """One VM: 2 MiB of RAM at 0 holding `code`, one vCPU in long mode."""
+
+    def __init__(self, system, code: bytes):
+        self.vm = system.create_vm()
+        self.ram = hostmem.anonymous(RAM_SIZE, "the check's RAM")
+        ram = self.ram.buffer()
+        longmode.write_boot_tables(ram, MAP_END)
+        ram[CODE:CODE + len(code)] = code
+        self.vm.set_user_memory_region(0, 0, RAM_SIZE, self.ram.addr)
+        self.vcpu = self.vm.create_vcpu()
+        longmode.enter_long_mode(self.vcpu, system.supported_cpuid(), CODE, CODE)
+
+    def add_hole(self, flags=KVM_MEM_PCI_HOLE, gpa=GPA, addr=0) -> None:
+        self.vm.set_user_memory_region(SLOT, gpa, SIZE, addr, flags)
+
+    def close(self) -> None:
+        self.vm.close()
+        self.ram.close()
+
+
+def describe(exit_) -> dict:
+    if isinstance(exit_, IoExit):
+        return {"exit": "IO", "port": exit_.port, "value": exit_.value}
+    if isinstance(exit_, MmioExit):
+        return {"exit": "MMIO", "addr": exit_.addr, "len": exit_.length,
+                "write": exit_.is_write, "value": exit_.value}
+    return {"exit": exit_.reason}
+
+
+def selftest(system) -> dict:
+    guest = Guest(system, SELFTEST)
+    try:
+        guest.add_hole()
+        stats = guest.vcpu.stats()  # holds the VM alive until closed
+        exits = []
+        while not exits or exits[-1]["exit"] in ("IO", "MMIO"):
+            exits.append(describe(guest.vcpu.run()))
+        counters = stats.read()
+        stats.close()
+        return {"exits": exits, "pf_emulate": counters["pf_emulate"],
+                "pf_mmio_spte_created": counters["pf_mmio_spte_created"]}
+    finally:
+        guest.close()
+
+
+def errno_of(call) -> str:
+    try:
+        call()
+    except KvmError as error:
+        return error.strerror_name
+    return "OK"
+
+
+def slot_rules(system) -> dict:
+    """What KVM_SET_USER_MEMORY_REGION answers for each rule of the uapi."""
+    guest = Guest(system, b"\xf4")
+    try:
+        results = {
+            "userspace_addr": errno_of(lambda: guest.add_hole(addr=guest.ram.addr)),
+            "readonly": errno_of(lambda: guest.add_hole(KVM_MEM_PCI_HOLE
+                                                        | lib.KVM_MEM_READONLY)),
+            "log_dirty": errno_of(lambda: guest.add_hole(KVM_MEM_PCI_HOLE
+                                                         | lib.KVM_MEM_LOG_DIRTY_PAGES)),
+            "overlapping_ram": errno_of(lambda: guest.add_hole(gpa=0x100000)),
+            "create": errno_of(guest.add_hole),
+        }
+        # Same address (0) and size: only the flag changes.
+        results["clear_flag"] = errno_of(lambda: guest.add_hole(flags=0))
+        results["move"] = errno_of(lambda: guest.add_hole(gpa=GPA + SIZE))
+        results["delete"] = errno_of(lambda: guest.vm.set_user_memory_region(SLOT, 0, 0, 0))
+        results["set_flag_on_ram"] = errno_of(lambda: guest.vm.set_user_memory_region(
+            0, 0, RAM_SIZE, guest.ram.addr, KVM_MEM_PCI_HOLE))
+        return results
+    finally:
+        guest.close()
+
+
+def churn(system, cycles: int = 50) -> dict:
+    """Delete and re-add the hole slot `cycles` times while a vCPU reads it in a loop.
+    While the slot is gone its reads exit to us and we answer all-ones too."""
+    guest = Guest(system, READ_LOOP)
+    guest.add_hole()
+    done = threading.Event()
+    seen = {"values": set(), "reads": 0, "answered_here": 0, "other": []}
+
+    def vcpu_loop():
+        while not done.is_set():
+            exit_ = guest.vcpu.run()
+            if isinstance(exit_, IoExit) and exit_.port == REPORT_PORT:
+                seen["values"].add(exit_.value)
+                seen["reads"] += 1
+            elif isinstance(exit_, MmioExit) and not exit_.is_write and exit_.addr == GPA:
+                exit_.data[:exit_.length] = b"\xff" * exit_.length
+                seen["answered_here"] += 1
+            else:
+                seen["other"].append(describe(exit_))
+                return
+
+    thread = threading.Thread(target=vcpu_loop)
+    thread.start()
+    try:
+        for _ in range(cycles):
+            guest.vm.set_user_memory_region(SLOT, GPA, 0, 0)
+            guest.add_hole()
+    finally:
+        done.set()
+        thread.join()
+        guest.close()
+    return {"cycles": cycles, "reads": seen["reads"], "values": sorted(seen["values"]),
+            "answered_here": seen["answered_here"], "other": seen["other"]}
+
+
+def kvmhole_run(*args: str) -> dict:
+    done = subprocess.run([sys.executable, "-m", "kvmhole", "run", *args, "--json",
+                           "--timeout", str(WATCHDOG_S)], capture_output=True, text=True)
+    if done.returncode != 0:
+        return {"returncode": done.returncode, "stderr": done.stderr}
+    return json.loads(done.stdout)
+
+
+def kernel_log() -> list[str]:
+    return subprocess.run(["dmesg"], capture_output=True, text=True, check=True).stdout \
+        .splitlines()
+
+
+def main(names: list[str]) -> None:
+    """Run the checks named (all by default); one JSON line on stdout."""
+    with open("/sys/module/kvm_amd/parameters/npt") as npt:
+        report, log = {"npt": npt.read().strip() == "Y"}, kernel_log()
+    with System() as system:
+        checks = {
+            "selftest": lambda: selftest(system),
+            "slot_rules": lambda: slot_rules(system),
+            "churn": lambda: churn(system),
+            "ecam_native": lambda: kvmhole_run("ecam-scan", "--hole", "native"),
+            "ecam_auto": lambda: kvmhole_run("ecam-scan", "--hole", "auto"),
+            "hole_rw_native": lambda: kvmhole_run("hole-rw", "--hole", "native"),
+        }
+        signal.signal(signal.SIGALRM, lambda *_: None)
+        for name in names or checks:
+            signal.alarm(WATCHDOG_S)
+            report[name] = checks[name]()
+            signal.alarm(0)
+            now = kernel_log()
+            report[name + "_dmesg"] = now[len(log):]
+            log = now
+    with open("/proc/sys/kernel/tainted") as tainted:
+        report["tainted"] = int(tainted.read())
+    print(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
