@@ -2,7 +2,15 @@
 
 from dataclasses import dataclass
 
-from kvmhole.probes.snapshot import ROUNDTRIP_BOUNDS_S, GuestStats, Histogram, ProbeHealth, Snapshot
+from kvmhole.probes.snapshot import (
+    ROUNDTRIP_BOUNDS_S,
+    ConfigCounts,
+    GuestStats,
+    Histogram,
+    ProbeHealth,
+    Snapshot,
+    config_counts,
+)
 
 Q35 = [(0xB0000000, 0xC0000000)]
 
@@ -72,7 +80,9 @@ class SyntheticSource:
         mean = 10e-6
         return GuestStats(
             pid=g.pid, name=g.name, vmm="kvmhole", strategy=g.strategy, holes=Q35,
-            hole_reads_in_kernel=int(total["kernel"]), hole_read_exits=int(total["exits"]),
+            config=config_counts(ecam=ConfigCounts(reads_in_kernel=int(total["kernel"]),
+                                                 read_exits=int(total["exits"]),
+                                                 exits=int(total["exits"]))),
             userspace_exits={"MMIO": int(total["exits"] + total["other"] / 3),
                              "IO": int(total["other"] * 2 / 3)},
             rates={"hole_reads_in_kernel": rates["kernel"], "hole_read_exits": rates["exits"],
