@@ -39,7 +39,7 @@ def inside_run():
     """One SVM host boot running pytest on tests/svm; junit XML comes back as a file."""
     script = shlex.join([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                          str(INSIDE)]) + ' --junitxml="$KVMHOLE_SVMHOST_OUT/junit.xml"'
-    result = svmhost.run(["sh", "-c", script], cwd=PROJECT, timeout=600,
+    result = svmhost.run(["sh", "-c", script], cwd=PROJECT, timeout=1200,
                          env={**os.environ, IN_SVMHOST: "1"})
     assert "junit.xml" in result.files, f"{result.stdout}\n{result.stderr}"
     cases = {}

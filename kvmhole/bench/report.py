@@ -18,6 +18,7 @@ def print_tables(report: dict, console: Console) -> None:
     console.print(f"[bold]host[/]: {h['cpu']}, {h['cpus']} CPUs, kernel {h['kernel']}, "
                   f"virtualization {h['virtualization']}, native hole: {h['native_hole']}")
     _print_cost(report["access_cost"], "", console)
+    _print_type1(report["type1"], report["access_cost"], console)
     mem = Table(title="host memory as the hole grows (added over the exit strategy)")
     for column in ("strategy", "hole", "memslots", "RSS", "RSS added", "USS added"):
         mem.add_column(column, justify="right")
@@ -83,6 +84,21 @@ def _print_scale(scale: dict, console: Console) -> None:
     capacity = scale["map_capacity"]
     console.print(f"BPF maps hold {capacity['guests']} guests and {capacity['vcpus']} vCPU "
                   "threads at once")
+
+
+def _print_type1(type1: dict, cost: dict, console: Console) -> None:
+    table = Table(title=f"type-1 config reads (port 0xCF8/0xCFC) by hole strategy, "
+                        f"{type1['pages']} reads x {type1['reps']} runs (median, min-max, µs)")
+    for column in ("strategy", "type-1 per read", "userspace exits per read",
+                   "ECAM per read (above)"):
+        table.add_column(column, justify="right")
+    for name, s in type1["strategies"].items():
+        ecam = cost["strategies"].get(name)
+        table.add_row(name, _spread(s["per_read_us"]), f"{s['userspace_exits_per_read']:.2f}",
+                      _spread(ecam["per_read_us"]) if ecam else "-")
+    console.print(table)
+    console.print("[italic]no strategy serves type-1 reads in the kernel: port I/O has no "
+                  "memslot and always exits to the VMM[/]")
 
 
 def _print_svm(svm: dict, console: Console) -> None:
