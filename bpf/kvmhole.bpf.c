@@ -13,6 +13,7 @@
  * round-trip histogram: snapshot.ROUNDTRIP_BOUNDS_S), MECH_ECAM, MECH_TYPE1 and
  * NR_MECHANISMS (each mechanism's index in config[]: snapshot.MECHANISMS),
  * PCI_CONFIG_ADDRESS and PCI_CONFIG_DATA (the type-1 ports: guests/src/protocol.h),
+ * PCI_IDENTITY_END (where the identity registers end: vmm/pci.py),
  * MAX_FUNCTIONS and MAX_BUS_ENTRIES (the per-function and per-bus maps).
  *
  * Compile-time switches (set by kvmhole/probes/bpf.py from the probe plan):
@@ -214,9 +215,16 @@ static __always_inline void config_access(u32 tgid, struct guest_holes *h, int m
 	u32 *found = functions.lookup(&key);
 	u32 state = found ? *found : 0, before = state;
 	u32 known = FN_PRESENT | FN_ABSENT;
-	if (!write && has_value && offset == 0 && len >= 2)   /* a vendor-ID read decides */
-		state = (state & ~known) | ((value & 0xffff) == 0xffff ? FN_ABSENT : FN_PRESENT);
-	else if (!write && !has_value)   /* served from a hole memslot: absent by design */
+	/*
+	 * A read of the identity registers decides: vendor ID, or the class an AMD
+	 * kernel's northbridge scan reads first. Every present function implements
+	 * them, and none reads all-ones there; elsewhere (e.g. extended config)
+	 * all-ones says nothing about presence.
+	 */
+	if (!write && has_value && offset < PCI_IDENTITY_END && len >= 2) {
+		u64 ones = len >= 8 ? ~0ULL : (1ULL << (len * 8)) - 1;
+		state = (state & ~known) | ((value & ones) == ones ? FN_ABSENT : FN_PRESENT);
+	} else if (!write && !has_value)   /* served from a hole memslot: absent by design */
 		state = (state & ~known) | FN_ABSENT;
 	int absent = h->exact ? in_hole(h, h->ecam_start + ((u64)bdf << 12))
 			      : (state & FN_ABSENT) != 0;

@@ -3,7 +3,9 @@ a private trace instance with kvm_pio, kvm_mmio and kvm_userspace_exit, read aft
 the guest ends and classified here, independently of the BPF code.
 
 The classification follows the PCI rules, not kvmhole's implementation: a function
-is absent once its vendor ID (offset 0) read ffff; a type-1 data read (0xCFC-0xCFF)
+is absent once a read of its identity registers (vendor and device ID, command,
+status, revision, class: offsets below 0x0C, which every present function
+implements) returned all-ones, present once one did not; a type-1 data read (0xCFC-0xCFF)
 reaches the function latched by the last 32-bit write to 0xCF8 on that vCPU; an
 access exited to the VMM when KVM traced the userspace exit right after a port
 write, or right before a port read (KVM traces a read that exits on re-entry).
@@ -83,8 +85,8 @@ def truth(lines: list[str], tgid: int, ecam: tuple[int, int]) -> Truth:
 
     def access(mech: Mechanism, bdf: int, offset: int, size: int, write: bool, value: int,
                exited: bool, exits: int) -> None:
-        if not write and offset == 0 and size >= 2:
-            state[bdf] = int(value & 0xFFFF == 0xFFFF)
+        if not write and offset < 0x0C and size >= 2:  # vendor, device ... class
+            state[bdf] = int(value == (1 << 8 * size) - 1)
         if not state.get(bdf):
             return
         mech.functions.add(bdf)

@@ -106,6 +106,24 @@ def _print_svm(svm: dict, console: Console) -> None:
     _print_cost(svm["access_cost"], f" in the SVM host (kernel {h['kernel']}, "
                 f"{h['virtualization']})", console)
     console.print(f"[italic]{svm['caveat']}[/]")
+    _print_linux_boot(svm["linux_boot"], console)
+
+
+def _print_linux_boot(rows: dict, console: Console) -> None:
+    table = Table(title="a stock Linux boot (QEMU q35, SeaBIOS, kvm_amd in the SVM host): "
+                        "config reads of absent functions")
+    for column in ("boot", "type-1 reads", "type-1 exits", "type-1 functions", "ECAM reads",
+                   "est. userspace time", "boot s (TCG)"):
+        table.add_column(column, justify="right")
+    for label, row in rows.items():
+        t1, ecam = row["config"]["type1"], row["config"]["ecam"]
+        cost = row["cost_estimates"]["type1"]["userspace_s"]
+        table.add_row(label, str(t1["read_exits"] + t1["reads_in_kernel"]), str(t1["exits"]),
+                      str(t1["functions"]), str(ecam["read_exits"] + ecam["reads_in_kernel"]),
+                      "-" if cost is None else f"{cost * 1e3:.0f} ms", f"{row['boot_s']:.1f}")
+    console.print(table)
+    console.print("[italic]est. userspace time: type-1 exits x the median userspace round trip "
+                  "(an estimate; TCG times)[/]")
 
 
 def _print_qemu(qemu: dict, console: Console) -> None:

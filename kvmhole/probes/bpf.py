@@ -16,6 +16,7 @@ from kvmhole.probes.snapshot import (
     BusReads,
     ConfigCounts,
 )
+from kvmhole.vmm import pci
 from kvmhole.vmm.memmap import MAX_HOLE_RUNS
 
 
@@ -46,6 +47,7 @@ CONSTANTS = {
     "NR_MECHANISMS": len(MECHANISMS),
     "PCI_CONFIG_ADDRESS": protocol.PCI_CONFIG_ADDRESS,
     "PCI_CONFIG_DATA": protocol.PCI_CONFIG_DATA,
+    "PCI_IDENTITY_END": pci.IDENTITY_END,
     "MAX_FUNCTIONS": 1 << 17,  # what is known per function: two guests' full 256-bus scans
     "MAX_BUS_ENTRIES": 1 << 14,  # absent-function reads per bus: 256 buses of 64 guests
 }
