@@ -8,7 +8,8 @@ import pytest
 from kvmhole.guests import multiboot
 from kvmhole.probes.monitor import Monitor
 from kvmhole.vmm.memmap import Q35_ECAM_BASE, Q35_ECAM_SIZE
-from tests.test_probes import registry, result, start_guest  # noqa: F401 (fixture)
+from tests.conftest import result, start_guest
+from tests.test_probes import registry  # noqa: F401 (fixture)
 from tests.tracefs_truth import TraceInstance, truth
 
 ECAM = (Q35_ECAM_BASE, Q35_ECAM_BASE + Q35_ECAM_SIZE)

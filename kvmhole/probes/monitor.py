@@ -23,11 +23,6 @@ RATE_COUNTERS = ("hole_reads_in_kernel", "hole_read_exits", "hole_write_exits",
                  "hole_exits_userspace", "userspace_exits")
 
 
-def _ecam(entry: dict) -> tuple[int, int] | None:
-    window = entry.get("ecam")
-    return (int(window[0]), int(window[1])) if window else None
-
-
 class Monitor:
     """Context manager over the loaded probes; poll() gives the snapshot of now."""
 
@@ -102,7 +97,7 @@ class Monitor:
                 return
             self._identities[pid] = identity
             # the registry's hole ranges are exactly the absent functions of its window
-            ecam = None if pid in self.hole_ranges else _ecam(entry)
+            ecam = None if pid in self.hole_ranges else entry.get("ecam")
             self.program.track(pid, holes, ecam)
             # now, while the VMM surely runs: a short guest may be gone by the next poll
             self._attach_kvm_stats(pid)
