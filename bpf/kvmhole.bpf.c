@@ -1,14 +1,20 @@
 /*
- * kvmhole probes: per guest (= VMM process, keyed by tgid), count PCI-hole reads
- * served inside KVM, hole accesses that exit to the VMM, userspace exits by
- * reason and the userspace round trip of each exit. Everything is counted in
- * maps that userspace reads once per interval; nothing is copied per event
- * unless EVENTS is defined (the optional ring buffer of userspace exits).
+ * kvmhole probes: per guest (= VMM process, keyed by tgid), count config-space
+ * accesses to absent PCI functions ("hole" accesses) by mechanism -- ECAM (MMIO in
+ * the window) and type-1 (port 0xCF8 address, then 0xCFC-0xCFF data) -- served
+ * inside KVM or exited to the VMM, userspace exits by reason and the userspace
+ * round trip of each exit. Everything is counted in maps that userspace reads
+ * once per interval; nothing is copied per event unless EVENTS is defined (the
+ * optional ring buffer of userspace exits).
  *
  * Sizes shared with Python come from kvmhole/probes/bpf.py as -D flags, so the
  * two sides cannot disagree: MAX_HOLES (hole ranges per guest), NR_REASONS
  * (KVM_EXIT_* numbers counted one by one), NR_BUCKETS and FIRST_BUCKET_LOG2 (the
- * round-trip histogram: snapshot.ROUNDTRIP_BOUNDS_S).
+ * round-trip histogram: snapshot.ROUNDTRIP_BOUNDS_S), MECH_ECAM, MECH_TYPE1 and
+ * NR_MECHANISMS (each mechanism's index in config[]: snapshot.MECHANISMS),
+ * PCI_CONFIG_ADDRESS and PCI_CONFIG_DATA (the type-1 ports: guests/src/protocol.h),
+ * PCI_IDENTITY_END (where the identity registers end: vmm/pci.py),
+ * MAX_FUNCTIONS and MAX_BUS_ENTRIES (the per-function and per-bus maps).
  *
  * Compile-time switches (set by kvmhole/probes/bpf.py from the probe plan):
  *   EMULATED_PATH  hole reads recognised from guest page walks (emulated/PVM hosts)
@@ -23,8 +29,16 @@
 #include <uapi/linux/ptrace.h>
 
 #define REASON_ERROR NR_REASONS  /* KVM_RUN failed with an errno other than EINTR */
+#define KVM_EXIT_IO 2
 #define KVM_EXIT_INTR 10
 #define EINTR 4
+#define KVM_PIO_IN 0
+#define CONFIG_ENABLE 0x80000000u /* type-1 address: bit 31 enables the config cycle */
+/* what is known of one function (struct function_key) */
+#define FN_PRESENT 1
+#define FN_ABSENT 2
+#define FN_SEEN_ECAM 4       /* an absent-function access by ECAM was counted */
+#define FN_SEEN_TYPE1 8
 #define KVM_RUN_CMD 0xAE80   /* _IO(KVMIO, 0x80) */
 #define NR_IOCTL 16          /* x86_64 */
 #define PFERR_WRITE 0x2
@@ -37,16 +51,26 @@
 
 struct guest_holes {
 	u32 n;
-	u32 pad;
+	u32 exact;            /* 1: the ranges are exactly the absent functions' pages (the
+	                         kvmhole registry); 0: learn presence from vendor-ID reads */
 	u64 start[MAX_HOLES];
 	u64 end[MAX_HOLES];   /* exclusive */
+	u64 ecam_start;       /* the ECAM window: 4 KiB per bus/device/function from here */
+	u64 ecam_end;
 	char comm[16];        /* the process name, kept even after the process is gone */
 };
 
+/* config-space accesses to absent functions by one mechanism */
+struct config_counts {
+	u64 reads_in_kernel;
+	u64 read_exits;       /* reads answered by the VMM */
+	u64 writes;
+	u64 functions;        /* distinct absent functions accessed */
+	u64 exits;            /* userspace exits the reads cost (type-1: address + data) */
+};
+
 struct guest_counts {
-	u64 kernel_reads;
-	u64 read_exits;       /* hole reads answered by the VMM with all-ones */
-	u64 write_exits;
+	struct config_counts config[NR_MECHANISMS];
 	u64 exits[NR_REASONS + 1];
 	u64 rt[NR_BUCKETS];
 	u64 rt_sum_ns;
@@ -65,7 +89,25 @@ struct vcpu_state {
 	u64 kvm_exit_ts;      /* VMX_PATH: when the guest last exited to KVM */
 	u64 addr;             /* EVENTS: address of the last MMIO / port of the last PIO */
 	u32 reason;           /* EVENTS: reason of the last userspace exit */
-	u32 pad;
+	u32 config_address;   /* the last type-1 address written to PCI_CONFIG_ADDRESS */
+	u32 address_exited;   /* ... and its write went to userspace, not yet charged to a read */
+	u32 out_pending;      /* a port write was traced; an IO exit now is that write's */
+	u32 out_port;
+	u32 in_exited;        /* the last IO exit was a port read: its kvm_pio comes on re-entry */
+};
+
+struct function_key {
+	u32 tgid;
+	u32 bdf;              /* bus << 8 | device << 3 | function */
+};
+
+struct bus_key {
+	u32 tgid;
+	u32 bus;
+};
+
+struct bus_reads {
+	u64 reads[NR_MECHANISMS];  /* absent-function reads on this bus */
 };
 
 struct exit_event {
@@ -82,6 +124,8 @@ BPF_HASH(counts, u32, struct guest_counts, 1024);
 BPF_HASH(vcpus, u32, struct vcpu_state, 8192);     /* keyed by thread id */
 BPF_ARRAY(default_holes, struct guest_holes, 1);   /* what AUTO_TRACK gives a new guest */
 BPF_ARRAY(zero_counts, struct guest_counts, 1);    /* never written: a zeroed initialiser */
+BPF_HASH(functions, struct function_key, u32, MAX_FUNCTIONS);  /* FN_* flags */
+BPF_HASH(buses, struct bus_key, struct bus_reads, MAX_BUS_ENTRIES);
 #ifdef EVENTS
 BPF_RINGBUF_OUTPUT(events, 1024);  /* 4 MiB: ~130k exits of slack for the reader */
 BPF_ARRAY(lost, u64, 1);
@@ -141,15 +185,100 @@ static __always_inline void observe(u64 *buckets, u64 *sum, u64 ns)
 	__sync_fetch_and_add(sum, ns);
 }
 
+static __always_inline void count_bus_read(u32 tgid, u32 bus, int mech)
+{
+	struct bus_key key = {.tgid = tgid, .bus = bus};
+	struct bus_reads *b = buses.lookup(&key);
+	if (!b) {
+		struct bus_reads zero = {};
+		buses.insert(&key, &zero);
+		b = buses.lookup(&key);
+		if (!b)
+			return;
+	}
+	__sync_fetch_and_add(&b->reads[mech], 1);
+}
+
+/*
+ * A config-space access of function `bdf` at `offset` by mechanism `mech` (a
+ * constant at every call, so config[mech] is a constant offset for the verifier).
+ * `value` is what the read returned (has_value), unknown for reads KVM served
+ * from a hole memslot. Only accesses to absent functions are counted: a present
+ * function's unimplemented registers (its extended config space) also read
+ * all-ones, and writes to present functions are ordinary configuration.
+ */
+static __always_inline void config_access(u32 tgid, struct guest_holes *h, int mech, u32 bdf,
+					  u32 offset, u32 len, int write, int exited,
+					  int has_value, u64 value, u64 exits)
+{
+	struct function_key key = {.tgid = tgid, .bdf = bdf};
+	u32 *found = functions.lookup(&key);
+	u32 state = found ? *found : 0, before = state;
+	u32 known = FN_PRESENT | FN_ABSENT;
+	/*
+	 * A read of the identity registers decides: vendor ID, or the class an AMD
+	 * kernel's northbridge scan reads first. Every present function implements
+	 * them, and none reads all-ones there; elsewhere (e.g. extended config)
+	 * all-ones says nothing about presence.
+	 */
+	if (!write && has_value && offset < PCI_IDENTITY_END && len >= 2) {
+		u64 ones = len >= 8 ? ~0ULL : (1ULL << (len * 8)) - 1;
+		state = (state & ~known) | ((value & ones) == ones ? FN_ABSENT : FN_PRESENT);
+	} else if (!write && !has_value)   /* served from a hole memslot: absent by design */
+		state = (state & ~known) | FN_ABSENT;
+	int absent = h->exact ? in_hole(h, h->ecam_start + ((u64)bdf << 12))
+			      : (state & FN_ABSENT) != 0;
+	u32 seen = mech == MECH_ECAM ? FN_SEEN_ECAM : FN_SEEN_TYPE1;
+	int first = absent && !(state & seen);
+	if (absent)
+		state |= seen;
+	if (state != before) {
+		if (found)
+			*found = state;
+		else
+			functions.update(&key, &state);
+	}
+	if (!absent)
+		return;
+	struct guest_counts *c = counts_of(tgid);
+	if (!c)
+		return;
+	struct config_counts *m = &c->config[mech];
+	if (first)
+		__sync_fetch_and_add(&m->functions, 1);
+	if (write) {
+		__sync_fetch_and_add(&m->writes, 1);
+		return;
+	}
+	if (exited) {
+		__sync_fetch_and_add(&m->read_exits, 1);
+		__sync_fetch_and_add(&m->exits, exits);
+	} else {
+		__sync_fetch_and_add(&m->reads_in_kernel, 1);
+	}
+	count_bus_read(tgid, bdf >> 8, mech);
+}
+
+static __always_inline int in_ecam(struct guest_holes *h, u64 gpa)
+{
+	return gpa >= h->ecam_start && gpa < h->ecam_end;
+}
+
+static __always_inline u32 ecam_bdf(struct guest_holes *h, u64 gpa)
+{
+	return ((gpa - h->ecam_start) >> 12) & 0xffff;
+}
+
 /* The pending hole read did not turn into an exit to userspace: KVM served it. */
 static __always_inline void settle_in_kernel(struct vcpu_state *v, u32 tgid)
 {
 	if (!v->pending)
 		return;
 	v->pending = 0;
-	struct guest_counts *c = counts_of(tgid);
-	if (c)
-		__sync_fetch_and_add(&c->kernel_reads, 1);
+	struct guest_holes *h = holes.lookup(&tgid);
+	if (h && in_ecam(h, v->pending_gpa))
+		config_access(tgid, h, MECH_ECAM, ecam_bdf(h, v->pending_gpa),
+			      v->pending_gpa & 0xfff, 4, 0, 0, 0, 0, 0);
 }
 
 TRACEPOINT_PROBE(raw_syscalls, sys_enter)
@@ -225,9 +354,9 @@ TRACEPOINT_PROBE(kvm, kvm_userspace_exit)
 	if (!holes.lookup(&tgid))
 		return 0;
 	u32 reason = args->reason;
+	/* an interrupted KVM_RUN is -EINTR whatever (stale) exit reason run->exit_reason holds */
 	if (args->errno < 0)
-		reason = (args->errno == -EINTR && reason == KVM_EXIT_INTR) ? KVM_EXIT_INTR
-									     : REASON_ERROR;
+		reason = args->errno == -EINTR ? KVM_EXIT_INTR : REASON_ERROR;
 	else if (reason >= NR_REASONS)
 		reason = REASON_ERROR;
 	struct guest_counts *c = counts_of(tgid);
@@ -237,6 +366,18 @@ TRACEPOINT_PROBE(kvm, kvm_userspace_exit)
 	if (!v)
 		return 0;
 	v->reason = reason;
+	/*
+	 * kvm_pio traces a port write before KVM handles it, a port read that exits
+	 * only when KVM_RUN is re-entered and completes it. So an IO exit right after
+	 * a traced write is that write's; any other is a read's.
+	 */
+	if (args->errno >= 0 && args->reason == KVM_EXIT_IO) {
+		if (!v->out_pending)
+			v->in_exited = 1;
+		else if (v->out_port == PCI_CONFIG_ADDRESS)
+			v->address_exited = 1;
+	}
+	v->out_pending = 0;
 #ifdef VMX_PATH
 	v->pending = 0;   /* it left KVM before the next guest entry: not served in the kernel */
 #else
@@ -263,32 +404,55 @@ TRACEPOINT_PROBE(kvm, kvm_mmio)
 				v->pending = 0;
 		}
 	}
-	if (type == MMIO_UNSATISFIED_READ || !in_hole(h, gpa))
+	if (type == MMIO_UNSATISFIED_READ || !in_ecam(h, gpa))
 		return 0;
-	struct guest_counts *c = counts_of(tgid);
-	if (!c)
-		return 0;
-	if (type == MMIO_WRITE) {
-		__sync_fetch_and_add(&c->write_exits, 1);
-	} else if (type == MMIO_READ) {
-		/* a hole read answered by the VMM: all-ones over the access width */
-		u64 mask = args->len >= 8 ? ~0ULL : (1ULL << (args->len * 8)) - 1;
-		if ((args->val & mask) == mask)
-			__sync_fetch_and_add(&c->read_exits, 1);
-	}
+	/* KVM has no device in the ECAM window: a traced read there was the VMM's */
+	config_access(tgid, h, MECH_ECAM, ecam_bdf(h, gpa), gpa & 0xfff, args->len,
+		      type == MMIO_WRITE, 1, 1, args->val, 1);
 	return 0;
 }
 
-#ifdef EVENTS
 TRACEPOINT_PROBE(kvm, kvm_pio)
 {
-	u32 tid = (u32)bpf_get_current_pid_tgid();
-	struct vcpu_state *v = vcpus.lookup(&tid);
-	if (v)
-		v->addr = args->port;
+	u64 id = bpf_get_current_pid_tgid();
+	u32 tgid = id >> 32, tid = (u32)id;
+	struct guest_holes *h = holes.lookup(&tgid);
+	if (!h)
+		return 0;
+	struct vcpu_state *v = vcpu_of(tid, tgid);
+	if (!v)
+		return 0;
+	u32 port = args->port, in = args->rw == KVM_PIO_IN;
+	int exited = 0;
+	if (in) {
+		exited = v->in_exited;
+		v->in_exited = 0;
+		v->out_pending = 0;
+	} else {
+		v->out_pending = 1;
+		v->out_port = port;
+	}
+#ifdef EVENTS
+	v->addr = port;
+#endif
+	if (args->count != 1)
+		return 0;   /* string I/O: not how config space is reached */
+	if (!in && port == PCI_CONFIG_ADDRESS && args->size == 4) {
+		v->config_address = args->val;
+		v->address_exited = 0;
+		return 0;
+	}
+	u32 address = v->config_address;
+	if (port < PCI_CONFIG_DATA || port > PCI_CONFIG_DATA + 3 || !(address & CONFIG_ENABLE))
+		return 0;
+	/* a type-1 read that went to userspace cost its own exit and its address write's */
+	u64 exits = exited ? 1 + v->address_exited : 0;
+	v->address_exited = 0;
+	config_access(tgid, h, MECH_TYPE1, (address >> 8) & 0xffff,
+		      (address & 0xfc) + (port - PCI_CONFIG_DATA), args->size, !in, exited, in,
+		      args->val, exits);
 	return 0;
 }
-#endif
 
 #ifdef EMULATED_PATH
 TRACEPOINT_PROBE(kvmmmu, kvm_mmu_pagetable_walk)
@@ -367,15 +531,16 @@ TRACEPOINT_PROBE(kvm, kvm_entry)
 {
 	u32 tid = (u32)bpf_get_current_pid_tgid();
 	struct vcpu_state *v = vcpus.lookup(&tid);
-	if (!v || !v->pending)
+	if (!v)
 		return 0;
+	v->out_pending = 0;   /* the traced port write was served in the kernel */
+	if (!v->pending)
+		return 0;
+	u64 started = v->kvm_exit_ts;
+	settle_in_kernel(v, v->tgid);
 	struct guest_counts *c = counts_of(v->tgid);
-	v->pending = 0;
-	if (!c)
-		return 0;
-	__sync_fetch_and_add(&c->kernel_reads, 1);
-	if (v->kvm_exit_ts)
-		observe(c->kt, &c->kt_sum_ns, bpf_ktime_get_ns() - v->kvm_exit_ts);
+	if (c && started)
+		observe(c->kt, &c->kt_sum_ns, bpf_ktime_get_ns() - started);
 	return 0;
 }
 #endif

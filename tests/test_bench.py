@@ -41,6 +41,17 @@ def test_access_cost_section(bench):
         per_read["exit"] / per_read[head["in_kernel_strategy"]])
 
 
+def test_type1_section(bench):
+    """Every strategy leaves type-1 reads to the VMM: two userspace exits each."""
+    report, _ = bench
+    type1 = report["type1"]
+    assert set(type1["strategies"]) == set(report["access_cost"]["strategies"]) - {
+        "exit (C loop)"}
+    for s in type1["strategies"].values():
+        _consistent(s["per_read_us"], type1["reps"])
+        assert s["userspace_exits_per_read"] == 2.0
+
+
 def test_memory_section(bench):
     report, _ = bench
     rows = report["memory"]

@@ -25,6 +25,7 @@ from tests.prometheus_harness import (
     series,
     wait_for,
 )
+from tests.test_exporter import ecam
 
 
 def test_dashboard_is_a_grafana_dashboard_with_guest_and_datasource_variables():
@@ -89,11 +90,12 @@ class GrowingGuests:
         self.polls += 1
         n = self.polls
         in_kernel = GuestStats(1001, "synthetic-alias", "kvmhole", "alias",
-                               [(0xB0008000, 0xC0000000)], hole_reads_in_kernel=100 * n,
+                               [(0xB0008000, 0xC0000000)], config=ecam(reads_in_kernel=100 * n),
                                userspace_exits={"MMIO": n, "IO": 2 * n})
         to_vmm = GuestStats(1002, "synthetic-exit", "kvmhole", "exit",
-                            [(0xB0008000, 0xC0000000)], hole_read_exits=50 * n,
-                            hole_write_exits=n, userspace_exits={"MMIO": 51 * n, "IO": 2 * n})
+                            [(0xB0008000, 0xC0000000)],
+                            config=ecam(read_exits=50 * n, exits=50 * n, writes=n),
+                            userspace_exits={"MMIO": 51 * n, "IO": 2 * n})
         for guest, bucket in ((in_kernel, 5), (to_vmm, 6)):
             exits = sum(guest.userspace_exits.values())
             guest.kvm_stats = {"exits": exits, "mmio_exits": guest.userspace_exits["MMIO"]}
@@ -102,7 +104,8 @@ class GrowingGuests:
         guests = [in_kernel, to_vmm]
         if n <= self.SHORT_POLLS:
             guests.append(GuestStats(1003, "synthetic-short", "kvmhole", "alias",
-                                     [(0xB0008000, 0xC0000000)], hole_reads_in_kernel=7 * n))
+                                     [(0xB0008000, 0xC0000000)],
+                                     config=ecam(reads_in_kernel=7 * n)))
         probe = ProbeHealth("emulated", up=False, lost_events=n, message="synthetic")
         return Snapshot(time.time(), 0.2, probe, guests)
 
@@ -151,5 +154,5 @@ def test_a_guest_shorter_than_a_scrape_reaches_prometheus_with_its_final_count(
                                                              "synthetic-short"))
     final = 7 * GrowingGuests.SHORT_POLLS
     samples = series(synthetic_prometheus,
-                     'kvmhole_pci_hole_reads_total{guest="synthetic-short",served="kernel"}')
+                     'kvmhole_pci_hole_reads_total{guest="synthetic-short",mechanism="ecam",served="kernel"}')
     assert samples[-1] == final

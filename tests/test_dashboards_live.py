@@ -150,7 +150,7 @@ def test_hole_read_counter_grows_by_the_guests_own_count(live, strategy, served)
     run = live.scans[strategy]
     assert run["status"] == "ok" and run["guest_hole_reads"] == 8192
     other = "userspace" if served == "kernel" else "kernel"
-    counter = f'kvmhole_pci_hole_reads_total{{guest="{run["name"]}",served="%s"}}'
+    counter = f'kvmhole_pci_hole_reads_total{{guest="{run["name"]}",mechanism="ecam",served="%s"}}'
     samples = series(live.prometheus, counter % served)
     assert samples == sorted(samples), samples  # a counter: never goes down
     # The series is born with the guest (the exporter never saw this pid before it

@@ -11,9 +11,22 @@ from prometheus_client.parser import text_string_to_metric_families
 from kvmhole.exporter.collector import SnapshotCollector
 from kvmhole.exporter.server import listening
 from kvmhole.exporter.store import LatestSnapshot
-from kvmhole.probes.snapshot import GuestStats, Histogram, ProbeHealth, Snapshot
+from kvmhole.probes.snapshot import (
+    BusReads,
+    ConfigCounts,
+    GuestStats,
+    Histogram,
+    ProbeHealth,
+    Snapshot,
+    config_counts,
+)
 
 HOLE = [(0xB0008000, 0xC0000000)]
+
+
+def ecam(**counts: int) -> dict[str, ConfigCounts]:
+    """Config counts with these ECAM counts and no type-1 accesses."""
+    return config_counts(ecam=ConfigCounts(**counts))
 
 
 def guest(pid: int, name: str, **counts) -> GuestStats:
@@ -48,14 +61,31 @@ def store_with(*snapshots: Snapshot) -> LatestSnapshot:
 
 
 def test_counters_and_info_carry_the_snapshot_counts():
-    g = guest(7, "vm-a", hole_reads_in_kernel=8192, hole_read_exits=3, hole_write_exits=2,
+    g = guest(7, "vm-a", config=config_counts(
+                  ecam=ConfigCounts(reads_in_kernel=8192, read_exits=3, exits=3, writes=2,
+                                    functions=8195),
+                  type1=ConfigCounts(read_exits=40, exits=80, functions=33)),
+              buses=[BusReads(0, {"ecam": 255, "type1": 33}), BusReads(0x1f, {"ecam": 256,
+                                                                          "type1": 7})],
               userspace_exits={"MMIO": 6, "IO": 1},
               kvm_stats={"exits": 9, "mmio_exits": 6, "io_exits": 0, "halt_exits": 0})
+    g.roundtrip.counts[3] = 10  # median round trip <= 2 us
     samples = scrape(store_with(snapshot(g)))
     reads = "kvmhole_pci_hole_reads_total"
-    assert samples[key(reads, guest="vm-a", served="kernel")] == 8192
-    assert samples[key(reads, guest="vm-a", served="userspace")] == 3
-    assert samples[key("kvmhole_pci_hole_writes_total", guest="vm-a")] == 2
+    assert samples[key(reads, guest="vm-a", mechanism="ecam", served="kernel")] == 8192
+    assert samples[key(reads, guest="vm-a", mechanism="ecam", served="userspace")] == 3
+    assert samples[key(reads, guest="vm-a", mechanism="type1", served="userspace")] == 40
+    assert samples[key(reads, guest="vm-a", mechanism="type1", served="kernel")] == 0
+    assert samples[key("kvmhole_pci_hole_writes_total", guest="vm-a", mechanism="ecam")] == 2
+    exits = "kvmhole_pci_hole_read_userspace_exits_total"
+    assert samples[key(exits, guest="vm-a", mechanism="type1")] == 80
+    assert samples[key("kvmhole_pci_absent_functions", guest="vm-a", mechanism="ecam")] == 8195
+    bus = "kvmhole_pci_hole_bus_reads_total"
+    assert samples[key(bus, guest="vm-a", mechanism="type1", bus="1f")] == 7
+    # an estimate from the measured inputs: 80 exits x the median round trip's bound
+    cost = "kvmhole_pci_hole_read_cost_estimate_seconds"
+    assert samples[key(cost, guest="vm-a", mechanism="type1", served="userspace")] == 80 * 2.048e-6
+    assert key(cost, guest="vm-a", mechanism="type1", served="kernel") not in samples  # unknown
     assert samples[key("kvmhole_userspace_exits_total", guest="vm-a", reason="MMIO")] == 6
     assert samples[key("kvmhole_userspace_exits_total", guest="vm-a", reason="IO")] == 1
     assert samples[key("kvmhole_guest_info", guest="vm-a", strategy="alias")] == 1
@@ -65,8 +95,8 @@ def test_counters_and_info_carry_the_snapshot_counts():
     assert samples[key("kvmhole_probe_info", path="emulated", kernel_counts="reads")] == 1
     # Bounded cardinality: no pid or address ever becomes a label.
     label_names = {name for (_, labels) in samples for name, _ in labels}
-    assert label_names <= {"guest", "vmm", "served", "reason", "strategy", "path", "kernel_counts",
-                           "stat", "le"}
+    assert label_names <= {"guest", "vmm", "served", "reason", "strategy", "path", "stat", "le",
+                           "mechanism", "bus", "kernel_counts"}
 
 
 def test_roundtrip_histogram_is_cumulative_in_seconds():
@@ -100,18 +130,18 @@ def names(samples) -> set[str]:
 def test_an_exited_guest_is_served_to_every_scraper_for_a_fixed_time():
     clock = Clock()
     store = LatestSnapshot(retain_s=120, clock=clock)
-    store.update(snapshot(guest(1, "stays", hole_reads_in_kernel=1),
-                          guest(2, "leaves", hole_reads_in_kernel=10)))
+    store.update(snapshot(guest(1, "stays", config=ecam(reads_in_kernel=1)),
+                          guest(2, "leaves", config=ecam(reads_in_kernel=10))))
     # The source drops the guest between two scrapes: its final count is still served,
     # to each of two scrapers (an HA pair), however often they scrape
-    store.update(snapshot(guest(1, "stays", hole_reads_in_kernel=2)))
+    store.update(snapshot(guest(1, "stays", config=ecam(reads_in_kernel=2))))
     for _ in range(3):
         for _scraper in ("a", "b"):
             samples = scrape(store)
             assert samples[key("kvmhole_pci_hole_reads_total", guest="leaves",
-                               served="kernel")] == 10
+                               mechanism="ecam", served="kernel")] == 10
     clock.now += 121
-    store.update(snapshot(guest(1, "stays", hole_reads_in_kernel=3)))
+    store.update(snapshot(guest(1, "stays", config=ecam(reads_in_kernel=3))))
     assert names(scrape(store)) == {"stays"}
 
 
@@ -127,7 +157,7 @@ def test_exited_guests_do_not_pile_up_without_scrapes():
 def test_guest_reported_dead_is_kept_even_if_the_source_keeps_it():
     clock = Clock()
     store = LatestSnapshot(retain_s=120, clock=clock)
-    dead = guest(2, "done", hole_reads_in_kernel=5, alive=False)
+    dead = guest(2, "done", config=ecam(reads_in_kernel=5), alive=False)
     store.update(snapshot(dead))
     store.update(snapshot(dead))
     assert names(scrape(store)) == {"done"}
@@ -148,11 +178,12 @@ def test_guests_sharing_a_name_do_not_collide_and_keep_their_labels():
 
 
 def test_failed_poll_reports_probe_down_and_keeps_counts():
-    store = store_with(snapshot(guest(1, "vm", hole_reads_in_kernel=4)))
+    store = store_with(snapshot(guest(1, "vm", config=ecam(reads_in_kernel=4))))
     store.probe_failed("BPF map vanished")
     samples = scrape(store)
     assert samples[key("kvmhole_probe_up")] == 0
-    assert samples[key("kvmhole_pci_hole_reads_total", guest="vm", served="kernel")] == 4
+    assert samples[key("kvmhole_pci_hole_reads_total", guest="vm", mechanism="ecam",
+                       served="kernel")] == 4
 
 
 def test_nothing_is_served_before_the_first_snapshot():
@@ -162,7 +193,7 @@ def test_nothing_is_served_before_the_first_snapshot():
 def test_served_metrics_pass_promtool(tmp_path):
     kernel_time = Histogram()
     kernel_time.counts[0], kernel_time.sum_s = 4, 1e-6
-    busy = guest(3, "busy", hole_reads_in_kernel=9, hole_read_exits=1, hole_write_exits=1,
+    busy = guest(3, "busy", config=ecam(reads_in_kernel=9, read_exits=1, exits=1, writes=1),
                  userspace_exits={"MMIO": 2, "IO": 5, "HLT": 1}, kernel_time=kernel_time)
     busy.roundtrip.counts[3], busy.roundtrip.sum_s = 8, 1.6e-5
     store = store_with(snapshot(busy, guest(4, "idle"),
@@ -180,7 +211,7 @@ def test_a_scrape_between_polls_serves_the_bytes_of_that_poll():
     """Rendered once per poll: the same body until the store changes, then the new counts,
     in either exposition format and gzipped when asked."""
     store = LatestSnapshot()
-    store.update(snapshot(guest(1, "vm-a", hole_reads_in_kernel=5)))
+    store.update(snapshot(guest(1, "vm-a", config=ecam(reads_in_kernel=5))))
 
     def get(address: str, **headers) -> tuple[bytes, dict]:
         request = urllib.request.Request(f"http://{address}/metrics", headers=headers)
@@ -191,7 +222,7 @@ def test_a_scrape_between_polls_serves_the_bytes_of_that_poll():
         first, _ = get(address)
         assert get(address)[0] == first
         assert b'served="kernel",vmm="kvmhole"} 5.0' in first
-        store.update(snapshot(guest(1, "vm-a", hole_reads_in_kernel=9)))
+        store.update(snapshot(guest(1, "vm-a", config=ecam(reads_in_kernel=9))))
         second, _ = get(address)
         assert b'served="kernel",vmm="kvmhole"} 9.0' in second
         open_metrics, headers = get(address, Accept="application/openmetrics-text")

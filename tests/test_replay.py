@@ -9,7 +9,18 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kvmhole.probes.snapshot import ROUNDTRIP_BOUNDS_S, GuestStats, Histogram, ProbeHealth, Snapshot
+from kvmhole.probes.snapshot import (
+    MECHANISMS,
+    ROUNDTRIP_BOUNDS_S,
+    TOP_BUSES,
+    BusReads,
+    ConfigCounts,
+    GuestStats,
+    Histogram,
+    ProbeHealth,
+    Snapshot,
+    config_counts,
+)
 from kvmhole.tui.app import TopApp
 from kvmhole.tui.source import read_recording, replay
 from kvmhole.tui.table import GuestTable
@@ -22,11 +33,15 @@ seconds = st.floats(min_value=0, max_value=1e6, allow_nan=False)
 histograms = st.builds(
     Histogram, counts=st.lists(counts, min_size=len(ROUNDTRIP_BOUNDS_S) + 1,
                                max_size=len(ROUNDTRIP_BOUNDS_S) + 1), sum_s=seconds)
+config_counts_st = st.builds(ConfigCounts, counts, counts, counts, counts, counts)
 guests = st.builds(
     GuestStats, pid=st.integers(1, 2**22), name=st.text(max_size=20), vmm=st.text(max_size=8),
     strategy=st.sampled_from(["native", "alias", "dense", "exit", "unknown"]),
-    holes=st.lists(st.tuples(counts, counts), max_size=3), hole_reads_in_kernel=counts,
-    hole_read_exits=counts, hole_write_exits=counts,
+    holes=st.lists(st.tuples(counts, counts), max_size=3),
+    config=st.builds(config_counts, ecam=config_counts_st, type1=config_counts_st),
+    buses=st.lists(st.builds(BusReads, bus=st.integers(0, 255),
+                             reads=st.fixed_dictionaries({m: counts for m in MECHANISMS})),
+                   max_size=TOP_BUSES),
     userspace_exits=st.dictionaries(st.sampled_from(["MMIO", "IO", "HLT"]), counts),
     rates=st.dictionaries(st.text(max_size=20), seconds), roundtrip=histograms,
     kernel_time=st.none() | histograms,

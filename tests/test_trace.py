@@ -27,12 +27,23 @@ def lines(trace: subprocess.Popen) -> list[dict]:
 
 def test_trace_json_beside_an_alias_guest(run_dir):
     trace = start_trace("--json", "--interval", "0.5", "--duration", "4")
-    run = run_json("ecam-scan", "--hole", "alias")
+    run = run_json("ecam-scan", "--hole", "alias", "--type1-pages", "300")
     rows = [r for r in lines(trace) if r["pid"] == run["pid"]]
     assert rows, "the guest never showed up"
     last = rows[-1]
     assert (last["guest"], last["hole_reads_in_kernel"], last["hole_exits_userspace"]) == (
-        run["name"], 8192, 0)
+        run["name"], 8192, run["guest_result"]["type1_hole_reads"])
+    # by mechanism: ECAM served in the kernel, type-1 through the VMM at two exits a read
+    assert last["config"]["ecam"] == {"reads_in_kernel": 8192, "read_exits": 0, "writes": 0,
+                                      "functions": 8192, "exits": 0}
+    assert last["config"]["type1"] == {"reads_in_kernel": 0, "read_exits": 300, "writes": 0,
+                                       "functions": 300, "exits": 600}
+    assert run["type1_hole_read_exits"] == 300
+    assert last["buses"][0] == {"bus": 0, "ecam": 255, "type1": 255}
+    estimate = last["cost_estimates"]["type1"]
+    assert estimate["exits"] == 600 and estimate["roundtrip_s"] == last["roundtrip"]["p50_s"]
+    assert estimate["userspace_s"] == 600 * estimate["roundtrip_s"]
+    assert estimate["kernel_s"] is None  # the emulated path cannot time KVM
     assert last["userspace_exits"]["MMIO"] == run["kvm_stats"]["mmio_exits"]
     # KVM's stats as the monitor read them from the VMM's fds, not from the VMM's report
     assert last["kvm_stats"]["mmio_exits"] == run["kvm_stats"]["mmio_exits"]

@@ -2,7 +2,16 @@
 
 from dataclasses import dataclass
 
-from kvmhole.probes.snapshot import ROUNDTRIP_BOUNDS_S, GuestStats, Histogram, ProbeHealth, Snapshot
+from kvmhole.probes.snapshot import (
+    ROUNDTRIP_BOUNDS_S,
+    BusReads,
+    ConfigCounts,
+    GuestStats,
+    Histogram,
+    ProbeHealth,
+    Snapshot,
+    config_counts,
+)
 
 Q35 = [(0xB0000000, 0xC0000000)]
 
@@ -70,9 +79,19 @@ class SyntheticSource:
         for bucket, share in ((4, 0.1), (5, 0.6), (6, 0.25), (8, 0.05)):  # 4 µs .. 64 µs
             counts[bucket] = int(exits * share)
         mean = 10e-6
+        type1 = int(total["exits"] / 3)
         return GuestStats(
             pid=g.pid, name=g.name, vmm="kvmhole", strategy=g.strategy, holes=Q35,
-            hole_reads_in_kernel=int(total["kernel"]), hole_read_exits=int(total["exits"]),
+            # a third of the hole exits are type-1 reads (two port exits each)
+            config=config_counts(
+                ecam=ConfigCounts(reads_in_kernel=int(total["kernel"]),
+                                  read_exits=int(total["exits"]) - type1,
+                                  exits=int(total["exits"]) - type1,
+                                  functions=min(65535, int(total["kernel"] + total["exits"]))),
+                type1=ConfigCounts(read_exits=type1, exits=2 * type1,
+                                   functions=min(8193, type1))),
+            buses=[BusReads(0, {"ecam": 255, "type1": 33}),
+                   BusReads(1, {"ecam": 256, "type1": 32})],
             userspace_exits={"MMIO": int(total["exits"] + total["other"] / 3),
                              "IO": int(total["other"] * 2 / 3)},
             rates={"hole_reads_in_kernel": rates["kernel"], "hole_read_exits": rates["exits"],

@@ -18,6 +18,7 @@ def print_tables(report: dict, console: Console) -> None:
     console.print(f"[bold]host[/]: {h['cpu']}, {h['cpus']} CPUs, kernel {h['kernel']}, "
                   f"virtualization {h['virtualization']}, native hole: {h['native_hole']}")
     _print_cost(report["access_cost"], "", console)
+    _print_type1(report["type1"], report["access_cost"], console)
     mem = Table(title="host memory as the hole grows (added over the exit strategy)")
     for column in ("strategy", "hole", "memslots", "RSS", "RSS added", "USS added"):
         mem.add_column(column, justify="right")
@@ -85,11 +86,44 @@ def _print_scale(scale: dict, console: Console) -> None:
                   "threads at once")
 
 
+def _print_type1(type1: dict, cost: dict, console: Console) -> None:
+    table = Table(title=f"type-1 config reads (port 0xCF8/0xCFC) by hole strategy, "
+                        f"{type1['pages']} reads x {type1['reps']} runs (median, min-max, µs)")
+    for column in ("strategy", "type-1 per read", "userspace exits per read",
+                   "ECAM per read (above)"):
+        table.add_column(column, justify="right")
+    for name, s in type1["strategies"].items():
+        ecam = cost["strategies"].get(name)
+        table.add_row(name, _spread(s["per_read_us"]), f"{s['userspace_exits_per_read']:.2f}",
+                      _spread(ecam["per_read_us"]) if ecam else "-")
+    console.print(table)
+    console.print("[italic]no strategy serves type-1 reads in the kernel: port I/O has no "
+                  "memslot and always exits to the VMM[/]")
+
+
 def _print_svm(svm: dict, console: Console) -> None:
     h = svm["host"]
     _print_cost(svm["access_cost"], f" in the SVM host (kernel {h['kernel']}, "
                 f"{h['virtualization']})", console)
     console.print(f"[italic]{svm['caveat']}[/]")
+    _print_linux_boot(svm["linux_boot"], console)
+
+
+def _print_linux_boot(rows: dict, console: Console) -> None:
+    table = Table(title="a stock Linux boot (QEMU q35, SeaBIOS, kvm_amd in the SVM host): "
+                        "config reads of absent functions")
+    for column in ("boot", "type-1 reads", "type-1 exits", "type-1 functions", "ECAM reads",
+                   "est. userspace time", "boot s (TCG)"):
+        table.add_column(column, justify="right")
+    for label, row in rows.items():
+        t1, ecam = row["config"]["type1"], row["config"]["ecam"]
+        cost = row["cost_estimates"]["type1"]["userspace_s"]
+        table.add_row(label, str(t1["read_exits"] + t1["reads_in_kernel"]), str(t1["exits"]),
+                      str(t1["functions"]), str(ecam["read_exits"] + ecam["reads_in_kernel"]),
+                      "-" if cost is None else f"{cost * 1e3:.0f} ms", f"{row['boot_s']:.1f}")
+    console.print(table)
+    console.print("[italic]est. userspace time: type-1 exits x the median userspace round trip "
+                  "(an estimate; TCG times)[/]")
 
 
 def _print_qemu(qemu: dict, console: Console) -> None:

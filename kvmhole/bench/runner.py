@@ -3,7 +3,17 @@
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from kvmhole.bench import access_cost, host, memory, probe_overhead, qemu, scale, svm, views
+from kvmhole.bench import (
+    access_cost,
+    host,
+    memory,
+    probe_overhead,
+    qemu,
+    scale,
+    svm,
+    type1,
+    views,
+)
 
 
 @dataclass(frozen=True)
@@ -33,6 +43,8 @@ def sections(plan: Plan) -> list[tuple[str, int, Callable]]:
     chosen = [
         ("access_cost", access_cost.steps(plan.reps),
          lambda advance: access_cost.measure(plan.pages, plan.reps, advance)),
+        ("type1", type1.steps(plan.reps),
+         lambda advance: type1.measure(plan.pages, plan.reps, advance)),
         ("qemu", qemu.steps(plan.qemu_reps),
          lambda advance: qemu.measure(plan.pages, plan.qemu_reps, advance)),
         ("memory", memory.steps(plan.sizes_mib),

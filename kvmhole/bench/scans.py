@@ -11,14 +11,16 @@ from kvmhole.vmm import Machine, MachineConfig, RunResult
 
 
 def scan(strategy: str, pages: int, scan_ram: bool = False,
-         c_fastpath: bool = False) -> RunResult:
-    """Run ecam-scan here; a guest that did not make `pages` reads fails the benchmark."""
+         c_fastpath: bool = False, type1_pages: int = 0) -> RunResult:
+    """Run ecam-scan here; a guest that did not make `pages` reads (and `type1_pages`
+    type-1 reads) fails the benchmark."""
     config = MachineConfig(guest="ecam-scan", hole=strategy, pages=pages, scan_ram=scan_ram,
-                           c_fastpath=c_fastpath)
+                           c_fastpath=c_fastpath, type1_pages=type1_pages)
     result = Machine(config).run()
-    if result.guest_hole_reads != pages:
-        raise RuntimeError(f"{strategy}: the guest made {result.guest_hole_reads} reads, "
-                           f"not {pages}")
+    made = (result.guest_hole_reads, result.guest_result["type1_hole_reads"])
+    if made != (pages, type1_pages):
+        raise RuntimeError(f"{strategy}: the guest made {made} ECAM and type-1 reads, "
+                           f"not {(pages, type1_pages)}")
     return result
 
 

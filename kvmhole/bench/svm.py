@@ -4,7 +4,9 @@ The SVM host is QEMU TCG emulating an AMD CPU with SVM and nested paging, runnin
 Debian's 6.1 kernel with kvm_amd (kvmhole.svmhost). There a mapped hole page is
 served by the (emulated) MMU after its first fault, as on real hardware, so the
 strategies' relative costs have the hardware's shape; their times are TCG's, not
-hardware's: compare ratios only. Run inside as `python -m kvmhole.bench.svm PAGES REPS`.
+hardware's: compare ratios only. A stock Linux boot's absent-function reads are
+measured there too (kvmhole.bench.linux_boot).
+Run inside as `python -m kvmhole.bench.svm PAGES REPS`.
 """
 
 import json
@@ -39,9 +41,10 @@ def steps() -> int:
 
 
 def _inside(pages: int, reps: int) -> None:
-    from kvmhole.bench import access_cost, host
+    from kvmhole.bench import access_cost, host, linux_boot
 
-    report = {"host": host.facts(), "access_cost": access_cost.measure(pages, reps, lambda: None)}
+    report = {"host": host.facts(), "access_cost": access_cost.measure(pages, reps, lambda: None),
+              "linux_boot": linux_boot.measure()}
     (Path(os.environ["KVMHOLE_SVMHOST_OUT"]) / RESULT).write_text(json.dumps(report))
 
 

@@ -11,7 +11,15 @@ import time
 import urllib.request
 
 from kvmhole.bench.stats import spread
-from kvmhole.probes.snapshot import ROUNDTRIP_BOUNDS_S, GuestStats, Histogram, ProbeHealth, Snapshot
+from kvmhole.probes.snapshot import (
+    ROUNDTRIP_BOUNDS_S,
+    ConfigCounts,
+    GuestStats,
+    Histogram,
+    ProbeHealth,
+    Snapshot,
+    config_counts,
+)
 from kvmhole.vmm.strategies import STRATEGIES as ALL_STRATEGIES
 
 GUESTS = 64
@@ -32,8 +40,9 @@ def synthetic_snapshot(guests: int, tick: int) -> Snapshot:
             counts[bucket] = (tick + 1) * (i + bucket)
         stats.append(GuestStats(
             pid=10000 + i, name=f"guest-{i:02d}", vmm="kvmhole", strategy=strategy,
-            holes=HOLE, hole_reads_in_kernel=kernel, hole_read_exits=exits,
-            hole_write_exits=tick, userspace_exits={"MMIO": exits + tick, "IO": 10 * tick,
+            holes=HOLE, config=config_counts(ecam=ConfigCounts(
+                reads_in_kernel=kernel, read_exits=exits, exits=exits, writes=tick)),
+            userspace_exits={"MMIO": exits + tick, "IO": 10 * tick,
                                                     "HLT": tick},
             rates={"hole_reads_in_kernel": 1000.0 * (i + 1), "hole_read_exits": float(i),
                    "hole_write_exits": 1.0, "hole_exits_userspace": float(i + 1),

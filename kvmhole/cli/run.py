@@ -29,6 +29,9 @@ SUMMARY_STATS = ("exits", "mmio_exits", "io_exits", "insn_emulation", "halt_exit
               help="ecam-scan: all-ones reads to make (default 8192); mixed: per batch (64).")
 @click.option("--passes", type=click.IntRange(min=1), default=1, show_default=True,
               help="ecam-scan: scan the same pages this many times (re-reads).")
+@click.option("--type1-pages", type=click.IntRange(min=0), default=0, show_default=True,
+              help="ecam-scan: then read this many absent functions by type-1 port I/O "
+                   "(0xCF8/0xCFC), as stock Linux does: each read is two exits to the VMM.")
 @click.option("--device", "devices", multiple=True, metavar="BB:DD.F[=VVVV:DDDD]",
               help="Add a present PCI function (00:00.0, the host bridge, always is).")
 @click.option("--scan-ram", is_flag=True,
@@ -39,10 +42,10 @@ SUMMARY_STATS = ("exits", "mmio_exits", "io_exits", "insn_emulation", "halt_exit
               help="Stop the guest after this many seconds (an error).")
 @click.option("--name", default=None, help="Guest name shown by monitors (default GUEST-PID).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead.")
-def run(guest, hole, hole_base, hole_size, ram_size, pages, passes, devices, scan_ram, c_fastpath,
-        timeout, name, as_json):
+def run(guest, hole, hole_base, hole_size, ram_size, pages, passes, type1_pages, devices,
+        scan_ram, c_fastpath, timeout, name, as_json):
     config = MachineConfig(guest=guest, hole=hole, hole_base=hole_base, hole_size=hole_size,
-                           ram_size=ram_size, pages=pages, passes=passes,
+                           ram_size=ram_size, pages=pages, passes=passes, type1_pages=type1_pages,
                            devices=list(devices), name=name, timeout=timeout,
                            scan_ram=scan_ram, c_fastpath=c_fastpath)
     result = Machine(config).run()
@@ -68,7 +71,8 @@ def _summary(r) -> None:
                f"{r.memslots} memslots)")
     click.echo(f"  guest:           {g['hole_reads']} all-ones reads, {g['present_reads']} "
                f"present-device reads, {g['hole_writes']} hole writes -> {r.status}")
-    click.echo(f"  userspace exits: {exits} (hole reads {r.hole_read_exits}, "
+    click.echo(f"  userspace exits: {exits} (hole reads {r.hole_read_exits} by ECAM, "
+               f"{r.type1_hole_read_exits} by type-1, "
                f"hole writes {r.hole_write_exits}, device {r.device_mmio_exits})")
     click.echo(f"  KVM stats:       {stats}")
     click.echo(f"  wall {r.wall_s:.3f} s, RSS {r.rss_bytes / 1e6:.1f} MB "

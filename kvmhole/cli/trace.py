@@ -5,6 +5,7 @@ import signal
 import sys
 import threading
 import time
+from dataclasses import asdict
 
 import click
 
@@ -30,7 +31,8 @@ from kvmhole.tui.columns import printable
               help="Also print every userspace exit (pid, tid, reason, address, latency).")
 @watch_options
 def trace(pids, interval, count, duration, as_json, snapshots, events, hole_ranges, preset):
-    """Count, per guest, PCI-hole reads served in the kernel and exits to userspace."""
+    """Count, per guest, config reads of absent PCI functions (hole reads) by mechanism
+    (ECAM, type-1 ports), served in the kernel or exited to userspace."""
     from kvmhole.probes.monitor import Monitor  # loads bcc: only when tracing
 
     if snapshots and (as_json or events):
@@ -106,6 +108,9 @@ def _row(ts: float, g: GuestStats) -> dict:
         "hole_reads_in_kernel": g.hole_reads_in_kernel,
         "hole_exits_userspace": g.hole_exits_userspace,
         "hole_read_exits": g.hole_read_exits, "hole_write_exits": g.hole_write_exits,
+        "config": {m: asdict(c) for m, c in g.config.items()},
+        "buses": [{"bus": b.bus, **b.reads} for b in g.buses],
+        "cost_estimates": {m: e.to_dict() for m, e in g.cost_estimates().items()},
         "userspace_exits": g.userspace_exits, "kvm_stats": g.kvm_stats,
         "rates": {k: round(v, 3) for k, v in g.rates.items()},
         "roundtrip": _summary(g.roundtrip),
@@ -124,15 +129,28 @@ def _seconds(value: float | None) -> str:
     return f"{value * 1e6:.1f}us" if value < 1e-3 else f"{value * 1e3:.1f}ms"
 
 
+def _mechanisms(g: GuestStats) -> str:
+    """Per mechanism: absent-function reads in kernel / exited (the exits they cost)."""
+    parts = []
+    for mechanism, c in g.config.items():
+        if c.reads_in_kernel or c.read_exits or c.writes:
+            parts.append(f"{mechanism} {c.reads_in_kernel}/{c.read_exits} ({c.exits} exits, "
+                         f"{c.functions} functions)")
+    return "; ".join(parts) or "none"
+
+
 def _text(ts: float, g: GuestStats) -> str:
     exits = " ".join(f"{k} {v}" for k, v in sorted(g.userspace_exits.items())) or "none"
     state = "" if g.alive else " [exited]"
+    buses = ", ".join(f"{b.bus:02x}:{b.total}" for b in g.buses[:3])
     return (f"{time.strftime('%H:%M:%S', time.localtime(ts))} {printable(g.name)} "
             f"(pid {g.pid}, {printable(g.vmm)}/{printable(g.strategy)}){state}: "
             f"hole reads in kernel "
             f"{g.hole_reads_in_kernel} ({g.rates.get('hole_reads_in_kernel', 0):.0f}/s), "
             f"hole exits {g.hole_read_exits} reads {g.hole_write_exits} writes, "
-            f"exits {exits}, round trip p50 <= {_seconds(g.roundtrip.quantile(0.5))}"
+            f"in kernel/exited by mechanism: {_mechanisms(g)}"
+            + (f", busiest buses {buses}" if buses else "") +
+            f", exits {exits}, round trip p50 <= {_seconds(g.roundtrip.quantile(0.5))}"
             + ("" if g.kernel_time is None
                else f", in kernel p50 <= {_seconds(g.kernel_time.quantile(0.5))}"))
 

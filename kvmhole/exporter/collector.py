@@ -1,8 +1,10 @@
 """The custom collector: metric families built from the latest snapshot at scrape time.
 
 Per-guest series carry only the guest's name and VMM kind as labels (bounded by
-the number of guests); addresses never become labels, and a pid only in the rare
-name/pid label of a guest whose name another guest holds (store.LatestSnapshot). Counters are the
+the number of guests), plus the config mechanism (ecam | type1) and, for the
+TOP_BUSES busiest buses only, the bus; addresses never become labels, and a pid only
+in the rare name/pid label of a guest whose name another guest holds
+(store.LatestSnapshot). Counters are the
 snapshot's cumulative counts; rates are left to PromQL.
 """
 
@@ -19,7 +21,7 @@ from prometheus_client.core import (
 from prometheus_client.utils import floatToGoString
 
 from kvmhole.exporter.store import LatestSnapshot
-from kvmhole.probes.snapshot import GuestStats, Histogram, Snapshot
+from kvmhole.probes.snapshot import MECHANISMS, GuestStats, Histogram, Snapshot
 
 GUEST_LABELS = ("guest", "vmm")
 
@@ -53,12 +55,31 @@ def _probe_families(snapshot: Snapshot) -> Iterator[Metric]:
 def _guest_families(snapshot: Snapshot) -> Iterator[Metric]:
     info = InfoMetricFamily("kvmhole_guest", "A watched guest and how its PCI hole is backed.",
                             labels=GUEST_LABELS)
-    reads = CounterMetricFamily("kvmhole_pci_hole_reads",
-                                "Guest reads of the PCI hole, by where they were served.",
-                                labels=(*GUEST_LABELS, "served"))
-    writes = CounterMetricFamily("kvmhole_pci_hole_writes",
-                                 "Guest writes to the PCI hole (each one exits to userspace).",
-                                 labels=GUEST_LABELS)
+    by_mechanism = (*GUEST_LABELS, "mechanism")
+    reads = CounterMetricFamily(
+        "kvmhole_pci_hole_reads",
+        "Config-space reads of absent PCI functions (hole reads), by mechanism (ecam, "
+        "type1 ports) and where they were served.", labels=(*by_mechanism, "served"))
+    writes = CounterMetricFamily(
+        "kvmhole_pci_hole_writes", "Config-space writes to absent PCI functions, by mechanism.",
+        labels=by_mechanism)
+    read_exits = CounterMetricFamily(
+        "kvmhole_pci_hole_read_userspace_exits",
+        "Userspace exits the hole reads cost: one per ECAM read, two per type-1 read "
+        "(address write, data read).", labels=by_mechanism)
+    functions = GaugeMetricFamily(
+        "kvmhole_pci_absent_functions", "Distinct absent PCI functions accessed, by mechanism.",
+        labels=by_mechanism)
+    bus_reads = CounterMetricFamily(
+        "kvmhole_pci_hole_bus_reads",
+        "Hole reads on each of the guest's busiest buses (at most 8 buses per guest).",
+        labels=(*by_mechanism, "bus"))
+    cost = GaugeMetricFamily(
+        "kvmhole_pci_hole_read_cost_estimate_seconds",
+        "ESTIMATE of the time hole reads cost, by mechanism: served=userspace is their "
+        "userspace exits x the median round trip; served=kernel the same exits x the median "
+        "in-kernel handling of a hole fault (vmx/svm path only; absent when unknown).",
+        labels=(*by_mechanism, "served"))
     exits = CounterMetricFamily("kvmhole_userspace_exits",
                                 "Exits from KVM_RUN to the VMM, by KVM_EXIT_* reason.",
                                 labels=(*GUEST_LABELS, "reason"))
@@ -76,7 +97,8 @@ def _guest_families(snapshot: Snapshot) -> Iterator[Metric]:
         "kvmhole_hole_kernel_seconds",
         "Time KVM spent serving a hole access in the kernel (vmx/svm probe path only).",
         labels=GUEST_LABELS)
-    families = {"info": info, "reads": reads, "writes": writes, "exits": exits,
+    families = {"info": info, "reads": reads, "writes": writes, "read_exits": read_exits,
+                "functions": functions, "bus_reads": bus_reads, "cost": cost, "exits": exits,
                 "roundtrip": roundtrip, "kvm_exits": kvm_exits, "kernel_time": kernel_time}
     for guest in snapshot.guests:  # the store has named each by its stable label
         labels = (guest.name, guest.vmm)
@@ -94,9 +116,20 @@ def _guest_families(snapshot: Snapshot) -> Iterator[Metric]:
 def _guest_samples(labels: tuple[str, str], guest: GuestStats) -> Iterator[tuple[str, tuple]]:
     """(family, add_metric arguments) for one guest, all computed before any is added."""
     yield "info", (labels, {"strategy": guest.strategy})
-    yield "reads", ((*labels, "kernel"), guest.hole_reads_in_kernel)
-    yield "reads", ((*labels, "userspace"), guest.hole_read_exits)
-    yield "writes", (labels, guest.hole_write_exits)
+    for mechanism in MECHANISMS:
+        counts, where = guest.config[mechanism], (*labels, mechanism)
+        yield "reads", ((*where, "kernel"), counts.reads_in_kernel)
+        yield "reads", ((*where, "userspace"), counts.read_exits)
+        yield "writes", (where, counts.writes)
+        yield "read_exits", (where, counts.exits)
+        yield "functions", (where, counts.functions)
+        for bus in guest.buses:
+            yield "bus_reads", ((*where, f"{bus.bus:02x}"), bus.reads[mechanism])
+    for mechanism, estimate in guest.cost_estimates().items():
+        for served, seconds in (("userspace", estimate.userspace_s),
+                                ("kernel", estimate.kernel_s)):
+            if seconds is not None:
+                yield "cost", ((*labels, mechanism, served), seconds)
     for reason, count in sorted(guest.userspace_exits.items()):
         yield "exits", ((*labels, reason), count)
     yield "roundtrip", (labels, _buckets(guest.roundtrip), guest.roundtrip.sum_s)

@@ -36,13 +36,15 @@ SCRATCH_ADDR = _lib.KH_SCRATCH_ADDR
 PORT_DONE = _lib.KH_PORT_DONE
 PORT_PROGRESS = _lib.KH_PORT_PROGRESS
 PORT_SLEEP = _lib.KH_PORT_SLEEP
+PCI_CONFIG_ADDRESS = _lib.KH_PCI_CONFIG_ADDRESS
+PCI_CONFIG_DATA = _lib.KH_PCI_CONFIG_DATA
 STATUS_OK = _lib.KH_STATUS_OK
 PARAMS_SIZE = ffi.sizeof("struct kh_params")
 RESULT_SIZE = ffi.sizeof("struct kh_result")
 
 RESULT_COUNTERS = (
     "hole_reads", "present_reads", "hole_writes", "device_reads", "port_writes", "batches",
-    "failures",
+    "failures", "type1_hole_reads", "type1_present_reads",
 )
 
 

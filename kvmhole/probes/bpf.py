@@ -5,10 +5,18 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kvmhole.guests import protocol
 from kvmhole.kvm.exits import EXIT_NAMES
 from kvmhole.probes import ProbeUnavailable, host
 from kvmhole.probes.plan import ProbePlan
-from kvmhole.probes.snapshot import ROUNDTRIP_BOUNDS_S
+from kvmhole.probes.snapshot import (
+    MECHANISMS,
+    ROUNDTRIP_BOUNDS_S,
+    TOP_BUSES,
+    BusReads,
+    ConfigCounts,
+)
+from kvmhole.vmm import pci
 from kvmhole.vmm.memmap import MAX_HOLE_RUNS
 
 
@@ -35,6 +43,13 @@ CONSTANTS = {
     "NR_REASONS": NR_REASONS,
     "NR_BUCKETS": len(ROUNDTRIP_BOUNDS_S) + 1,  # the last one is +Inf
     "FIRST_BUCKET_LOG2": round(math.log2(ROUNDTRIP_BOUNDS_S[0] * 1e9)),
+    **{f"MECH_{m.upper()}": i for i, m in enumerate(MECHANISMS)},  # index in config[]
+    "NR_MECHANISMS": len(MECHANISMS),
+    "PCI_CONFIG_ADDRESS": protocol.PCI_CONFIG_ADDRESS,
+    "PCI_CONFIG_DATA": protocol.PCI_CONFIG_DATA,
+    "PCI_IDENTITY_END": pci.IDENTITY_END,
+    "MAX_FUNCTIONS": 1 << 17,  # what is known per function: two guests' full 256-bus scans
+    "MAX_BUS_ENTRIES": 1 << 14,  # absent-function reads per bus: 256 buses of 64 guests
 }
 
 
@@ -42,9 +57,8 @@ CONSTANTS = {
 class RawCounts:
     """One guest's counters as the BPF maps hold them (cumulative since they were created)."""
 
-    kernel_reads: int = 0
-    read_exits: int = 0
-    write_exits: int = 0
+    config: dict[str, ConfigCounts] = field(default_factory=dict)
+    buses: list[BusReads] = field(default_factory=list)  # the TOP_BUSES busiest
     exits: dict[str, int] = field(default_factory=dict)
     # a guest that has not exited yet has all its buckets, at zero: views zip them with bounds
     roundtrip: list[int] = field(default_factory=lambda: [0] * CONSTANTS["NR_BUCKETS"])
@@ -75,9 +89,14 @@ class ProbeProgram:
         self.holes = self.bpf[b"holes"]
         self.counts = self.bpf[b"counts"]
         self.vcpus = self.bpf[b"vcpus"]
+        self.functions = self.bpf[b"functions"]
+        self.buses = self.bpf[b"buses"]
         self.events = events
 
-    def _holes_leaf(self, ranges: list[tuple[int, int]], comm: bytes = b""):
+    def _holes_leaf(self, ranges: list[tuple[int, int]], ecam: tuple[int, int] | None,
+                    comm: bytes = b""):
+        """ecam: the window when `ranges` are exactly its absent functions' pages (a
+        registered kvmhole guest); None: the ranges are the window, presence is learned."""
         leaf = self.holes.Leaf()
         if len(ranges) > MAX_HOLES:  # callers check; cutting would silently miss reads
             raise ValueError(f"{len(ranges)} hole ranges, the probes take at most {MAX_HOLES}")
@@ -85,29 +104,39 @@ class ProbeProgram:
         leaf.n = len(ranges)
         for i, (start, end) in enumerate(ranges):
             leaf.start[i], leaf.end[i] = start, end
+        leaf.exact = ecam is not None
+        leaf.ecam_start, leaf.ecam_end = ecam or (ranges[0][0], max(e for _, e in ranges))
         leaf.comm = comm[:15]
         return leaf
 
     def set_default_holes(self, ranges: list[tuple[int, int]]) -> None:
         table = self.bpf[b"default_holes"]
-        table[table.Key(0)] = self._holes_leaf(ranges)
+        table[table.Key(0)] = self._holes_leaf(ranges, None)
 
-    def track(self, pid: int, ranges: list[tuple[int, int]]) -> None:
+    def track(self, pid: int, ranges: list[tuple[int, int]],
+              ecam: tuple[int, int] | None = None) -> None:
         """Count guest `pid` with these hole ranges (keeping the name BPF recorded)."""
         key = self.holes.Key(pid)
         old = self.holes.get(key)
-        self.holes[key] = self._holes_leaf(ranges, bytes(old.comm) if old else b"")
+        self.holes[key] = self._holes_leaf(ranges, ecam, bytes(old.comm) if old else b"")
 
     def comm(self, pid: int) -> str:
         leaf = self.holes.get(self.holes.Key(pid))
         return bytes(leaf.comm).split(b"\0")[0].decode(errors="replace") if leaf else ""
 
     def read(self) -> dict[int, RawCounts]:
+        buses: dict[int, list[BusReads]] = {}
+        for key, leaf in self.buses.items():
+            buses.setdefault(key.tgid, []).append(
+                BusReads(key.bus, dict(zip(MECHANISMS, leaf.reads, strict=True))))
         found = {}
         for key, leaf in self.counts.items():
+            busiest = sorted(buses.get(key.value, []), key=lambda b: (-b.total, b.bus))
             found[key.value] = RawCounts(
-                kernel_reads=leaf.kernel_reads, read_exits=leaf.read_exits,
-                write_exits=leaf.write_exits,
+                config={m: ConfigCounts(c.reads_in_kernel, c.read_exits, c.writes, c.functions,
+                                        c.exits)
+                        for m, c in zip(MECHANISMS, leaf.config, strict=True)},
+                buses=busiest[:TOP_BUSES],
                 exits={EXIT_REASONS.get(i, str(i)): n for i, n in enumerate(leaf.exits) if n},
                 roundtrip=list(leaf.rt), roundtrip_sum_ns=leaf.rt_sum_ns,
                 kernel_time=list(leaf.kt), kernel_time_sum_ns=leaf.kt_sum_ns)
@@ -123,10 +152,12 @@ class ProbeProgram:
         for table in (self.holes, self.counts):
             with contextlib.suppress(KeyError):
                 del table[table.Key(pid)]
-        for key, leaf in list(self.vcpus.items()):
-            if leaf.tgid == pid:
+        for table in (self.vcpus, self.functions, self.buses):
+            keys = [k for k, leaf in table.items()
+                    if (leaf.tgid if table is self.vcpus else k.tgid) == pid]
+            for key in keys:
                 with contextlib.suppress(KeyError):
-                    del self.vcpus[key]
+                    del table[key]
 
     def lost_events(self) -> int:
         if not self.events:

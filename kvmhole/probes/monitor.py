@@ -96,7 +96,9 @@ class Monitor:
             if self.program is None or (known is not None and known.registered):
                 return
             self._identities[pid] = identity
-            self.program.track(pid, holes)
+            # the registry's hole ranges are exactly the absent functions of its window
+            ecam = None if pid in self.hole_ranges else entry.get("ecam")
+            self.program.track(pid, holes, ecam)
             # now, while the VMM surely runs: a short guest may be gone by the next poll
             self._attach_kvm_stats(pid)
 
@@ -175,8 +177,7 @@ class Monitor:
         who = self._identity(pid)
         stats = GuestStats(
             pid=pid, name=who.name, vmm=who.vmm, strategy=who.strategy,
-            holes=list(who.holes or []), hole_reads_in_kernel=raw.kernel_reads,
-            hole_read_exits=raw.read_exits, hole_write_exits=raw.write_exits,
+            holes=list(who.holes or []), config=raw.config, buses=raw.buses,
             userspace_exits=dict(raw.exits),
             roundtrip=Histogram(counts=raw.roundtrip, sum_s=raw.roundtrip_sum_ns / 1e9))
         with self._lock:

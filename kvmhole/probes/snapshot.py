@@ -7,11 +7,86 @@ rates are per second over the last interval.
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 # Userspace round trip (return from KVM_RUN -> next KVM_RUN) buckets: powers of two
 # of nanoseconds, 256 ns .. ~8.6 s; the last bucket is +Inf.
 ROUNDTRIP_BOUNDS_S = tuple(2.0**i / 1e9 for i in range(8, 34))
+
+# How a guest reaches PCI config space, in the order the BPF maps index them:
+# ECAM (MMIO in the window; the only kind a hole memslot can serve) and type-1
+# (port 0xCF8 address, then 0xCFC-0xCFF data: two exits to the VMM per read).
+MECHANISMS = ("ecam", "type1")
+TOP_BUSES = 8  # buses listed per guest: bounded cardinality for the exporter
+
+
+@dataclass
+class ConfigCounts:
+    """Config-space accesses to absent PCI functions ("hole" accesses) by one mechanism.
+
+    Absent is a property of the function (its vendor-ID read returned ffff, or the
+    kvmhole registry says so), not of one read's value: a present function's
+    unimplemented extended config space reads all-ones too and is not counted.
+    """
+
+    reads_in_kernel: int = 0
+    read_exits: int = 0  # reads that went to the VMM
+    writes: int = 0
+    functions: int = 0  # distinct absent functions accessed
+    exits: int = 0  # userspace exits the read exits cost (type-1: address write + data read)
+
+
+def config_counts(**by_mechanism: ConfigCounts) -> dict[str, ConfigCounts]:
+    """Every mechanism's counts, zero where not given."""
+    return {m: by_mechanism.get(m, ConfigCounts()) for m in MECHANISMS}
+
+
+@dataclass
+class BusReads:
+    """Absent-function reads on one bus (served anywhere), by mechanism."""
+
+    bus: int
+    reads: dict[str, int]
+
+    @property
+    def total(self) -> int:
+        return sum(self.reads.values())
+
+
+@dataclass
+class CostEstimate:
+    """An estimate, not a measurement: what one mechanism's absent-function reads cost in
+    userspace round trips, and what the same reads would cost served in the kernel.
+
+    Inputs, all measured: the userspace exits the reads caused, the median userspace
+    round trip and (VMX/SVM only) the median in-kernel handling of a hole fault. Served
+    in the kernel, every exit would still trap into KVM (a port access always does; an
+    ECAM read does with `native`, once per page with `alias`/`dense`): exits x the
+    in-kernel time, an upper bound. On paths that cannot time KVM it is unknown.
+    """
+
+    mechanism: str
+    exits: int
+    roundtrip_s: float | None
+    kernel_each_s: float | None
+
+    @property
+    def userspace_s(self) -> float | None:
+        return None if self.roundtrip_s is None else self.exits * self.roundtrip_s
+
+    @property
+    def kernel_s(self) -> float | None:
+        return None if self.kernel_each_s is None else self.exits * self.kernel_each_s
+
+    @property
+    def saved_s(self) -> float | None:
+        if self.userspace_s is None or self.kernel_s is None:
+            return None
+        return self.userspace_s - self.kernel_s
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "userspace_s": self.userspace_s, "kernel_s": self.kernel_s,
+                "saved_s": self.saved_s}
 
 
 @dataclass
@@ -50,9 +125,8 @@ class GuestStats:
     vmm: str  # "kvmhole", "qemu", or the process name of another VMM
     strategy: str  # native | alias | dense | exit | "unknown" (foreign VMMs)
     holes: list[tuple[int, int]]  # guest-physical [start, end) ranges
-    hole_reads_in_kernel: int = 0
-    hole_read_exits: int = 0  # hole reads that went to userspace
-    hole_write_exits: int = 0
+    config: dict[str, ConfigCounts] = field(default_factory=config_counts)  # by mechanism
+    buses: list[BusReads] = field(default_factory=list)  # most absent-function reads first
     userspace_exits: dict[str, int] = field(default_factory=dict)  # reason -> count
     rates: dict[str, float] = field(default_factory=dict)  # counter name -> per second
     roundtrip: Histogram = field(default_factory=Histogram)
@@ -63,9 +137,28 @@ class GuestStats:
     kvm_stats: dict[str, int] | None = None
     alive: bool = True  # False in the last snapshot that reports an exited guest
 
+    # A hole read is a config read of an absent function by any mechanism: the sums
+    # below are what top's columns, the exporter's totals and the rules count.
+    @property
+    def hole_reads_in_kernel(self) -> int:
+        return sum(c.reads_in_kernel for c in self.config.values())
+
+    @property
+    def hole_read_exits(self) -> int:
+        return sum(c.read_exits for c in self.config.values())
+
+    @property
+    def hole_write_exits(self) -> int:
+        return sum(c.writes for c in self.config.values())
+
     @property
     def hole_exits_userspace(self) -> int:
         return self.hole_read_exits + self.hole_write_exits
+
+    def cost_estimates(self) -> dict[str, CostEstimate]:
+        kernel = self.kernel_time.quantile(0.5) if self.kernel_time else None
+        return {m: CostEstimate(m, c.exits, self.roundtrip.quantile(0.5), kernel)
+                for m, c in self.config.items()}
 
     @property
     def kernel_share(self) -> float | None:
@@ -128,7 +221,8 @@ class Snapshot:
     def to_dict(self) -> dict:
         out = asdict(self)
         for raw, guest in zip(out["guests"], self.guests, strict=True):
-            raw["hole_exits_userspace"] = guest.hole_exits_userspace
+            raw.update({name: getattr(guest, name) for name in DERIVED})
+            raw["cost_estimates"] = {m: e.to_dict() for m, e in guest.cost_estimates().items()}
         return out
 
     def to_json(self) -> str:
@@ -186,9 +280,9 @@ def _guest(raw) -> GuestStats:
         pid=_need(g.get("pid"), int, "pid"), name=_need(g.get("name"), str, "name"),
         vmm=_need(g.get("vmm"), str, "vmm"), strategy=_need(g.get("strategy"), str, "strategy"),
         holes=holes,
-        hole_reads_in_kernel=_need(g.get("hole_reads_in_kernel", 0), int, "a count"),
-        hole_read_exits=_need(g.get("hole_read_exits", 0), int, "a count"),
-        hole_write_exits=_need(g.get("hole_write_exits", 0), int, "a count"),
+        config=config_counts(**{m: _config(c) for m, c in
+                                _need(g.get("config", {}), dict, "config").items()}),
+        buses=[_bus(b) for b in _need(g.get("buses", []), list, "buses")],
         userspace_exits=_counts(g.get("userspace_exits", {}), "userspace_exits"),
         rates={_need(k, str, "rates"): _need(v, float, "a rate")
                for k, v in _need(g.get("rates", {}), dict, "rates").items()},
@@ -196,6 +290,21 @@ def _guest(raw) -> GuestStats:
         kernel_time=_histogram(g["kernel_time"]) if g.get("kernel_time") else None,
         kvm_stats=None if kvm_stats is None else _counts(kvm_stats, "kvm_stats"),
         alive=_need(g.get("alive", True), bool, "alive"))
+
+
+def _config(raw) -> ConfigCounts:
+    c = _need(raw, dict, "a mechanism's counts")
+    return ConfigCounts(**{f.name: _need(c.get(f.name, 0), int, "a count")
+                           for f in fields(ConfigCounts)})
+
+
+def _bus(raw) -> BusReads:
+    b = _need(raw, dict, "a bus")
+    return BusReads(_need(b.get("bus"), int, "a bus"), _counts(b.get("reads", {}), "bus reads"))
+
+
+# Written into each guest's JSON for readers that do not recompute them; ignored on load.
+DERIVED = ("hole_reads_in_kernel", "hole_read_exits", "hole_write_exits", "hole_exits_userspace")
 
 
 def _histogram(raw) -> Histogram:

@@ -1,5 +1,7 @@
-"""The selected guest in detail: rates over time, exits by reason, round-trip latency."""
+"""The selected guest in detail: rates over time, exits by reason, hole reads by
+mechanism with the busiest buses and the cost estimate, round-trip latency."""
 
+from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
@@ -45,6 +47,26 @@ def reasons_table(g: GuestStats, rates: dict[str, float]) -> Table:
     return table
 
 
+def mechanisms_table(g: GuestStats) -> Group:
+    """Absent-function reads per mechanism, the busiest buses, and what the reads cost:
+    an estimate, so its inputs (exits x the median round trip) are on the screen too."""
+    table = Table("hole reads", "kernel", "exited", "exits", "fns", box=None, padding=(0, 1),
+                  title="absent-function config reads", title_justify="left")
+    for mechanism, c in g.config.items():
+        table.add_row(mechanism, count(c.reads_in_kernel), count(c.read_exits), count(c.exits),
+                      count(c.functions))
+    lines = [table]
+    if g.buses:
+        lines.append(Text("buses " + ", ".join(f"{b.bus:02x}: {count(b.total)}"
+                                               for b in g.buses[:3]), style="dim"))
+    for e in g.cost_estimates().values():
+        if e.exits and e.userspace_s is not None:
+            kernel = "?" if e.kernel_s is None else seconds(e.kernel_s)
+            lines.append(Text(f"est. {e.mechanism} {count(e.exits)}x{seconds(e.roundtrip_s)}"
+                              f"={seconds(e.userspace_s)}, kernel {kernel}", style="italic"))
+    return Group(*lines)
+
+
 def latency_table(h: Histogram) -> Table:
     """The non-empty span of the power-of-two buckets, one bar each."""
     table = Table("round trip ≤", "exits", "", box=None, padding=(0, 1),
@@ -70,7 +92,8 @@ class DetailPane(Vertical):
     DetailPane Horizontal { height: 1fr; }
     DetailPane #rates { width: 1fr; padding-right: 2; }
     DetailPane Sparkline { height: 2; margin-bottom: 1; }
-    DetailPane #reasons { width: auto; min-width: 30; padding-right: 2; }
+    DetailPane #tables { width: 44; padding-right: 2; }
+    DetailPane #reasons, DetailPane #config { height: auto; }
     DetailPane #latency { width: auto; min-width: 40; }
     """
 
@@ -81,7 +104,9 @@ class DetailPane(Vertical):
                 for key in SERIES:
                     yield Static(id=f"label-{key}")
                     yield Sparkline([], id=f"spark-{key}")
-            yield Static(id="reasons")
+            with Vertical(id="tables"):
+                yield Static(id="reasons")
+                yield Static(id="config")
             yield Static(id="latency")
 
     def show(self, g: GuestStats | None, points: list[Point], probe_path: str) -> None:
@@ -99,4 +124,5 @@ class DetailPane(Vertical):
             self.query_one(f"#label-{key}", Static).update(label)
         reasons = points[-1].reasons if points else {}
         self.query_one("#reasons", Static).update(reasons_table(g, reasons) if g else "")
+        self.query_one("#config", Static).update(mechanisms_table(g) if g else "")
         self.query_one("#latency", Static).update(latency_table(g.roundtrip) if g else "")

@@ -1,10 +1,11 @@
 """What the VMM answers when an access exits to userspace: the ECAM window
 (present functions' config space, and the hole for the `exit` strategy and for
-writes) and the guest protocol's ports."""
+writes), the same config space by type-1 port I/O, and the guest protocol's ports."""
 
 from collections import Counter
 from dataclasses import dataclass, field
 
+from kvmhole.guests import protocol
 from kvmhole.vmm.memmap import MemoryMap
 from kvmhole.vmm.pci import FUNCTION_SIZE, PciFunction
 
@@ -17,8 +18,9 @@ class ExitCounts:
     """The VMM's own account of exits it handled (cross-checked against KVM's stats)."""
 
     userspace_exits: Counter = field(default_factory=Counter)  # reason -> count
-    hole_read_exits: int = 0
-    hole_write_exits: int = 0
+    hole_read_exits: int = 0  # by ECAM
+    type1_hole_read_exits: int = 0  # data reads of absent functions by type-1 port I/O
+    hole_write_exits: int = 0  # by either mechanism
     device_mmio_exits: int = 0
     unassigned_exits: int = 0
     hole_writes: list[dict] = field(default_factory=list)
@@ -43,7 +45,7 @@ class EcamWindow:
         data[:length] = ALL_ONES[:length]
         return True
 
-    def mmio(self, addr: int, length: int, is_write: bool, data) -> None:
+    def mmio(self, addr: int, length: int, is_write: bool, data, type1: bool = False) -> None:
         page = addr & ~(FUNCTION_SIZE - 1)
         function = self.functions.get(page)
         if function is not None:
@@ -58,5 +60,40 @@ class EcamWindow:
                 value = int.from_bytes(data[:length], "little")
                 self.counts.hole_writes.append({"addr": addr, "len": length, "value": value})
         else:
-            self.counts.hole_read_exits += 1
+            if type1:
+                self.counts.type1_hole_read_exits += 1
+            else:
+                self.counts.hole_read_exits += 1
             data[:length] = ALL_ONES[:length]
+
+
+class ConfigPorts:
+    """Type-1 config cycles as q35 answers them: a 32-bit write to PCI_CONFIG_ADDRESS
+    latches bus/device/function/register (bit 31 enables), PCI_CONFIG_DATA + 0..3
+    then reach the same config space as ECAM. With the enable bit clear, or for a
+    function beyond the ECAM window, reads float high and writes are dropped."""
+
+    def __init__(self, ecam: EcamWindow):
+        self.ecam = ecam
+        self.address = 0
+
+    def __contains__(self, port: int) -> bool:
+        return (port == protocol.PCI_CONFIG_ADDRESS
+                or protocol.PCI_CONFIG_DATA <= port < protocol.PCI_CONFIG_DATA + 4)
+
+    def io(self, port: int, size: int, is_write: bool, data) -> None:
+        if port == protocol.PCI_CONFIG_ADDRESS:
+            if size != 4:  # q35 leaves byte accesses here to other devices (0xcf9: reset)
+                if not is_write:
+                    data[:size] = ALL_ONES[:size]
+            elif is_write:
+                self.address = int.from_bytes(data[:4], "little")
+            else:
+                data[:4] = self.address.to_bytes(4, "little")
+            return
+        offset = (self.address & 0xFC) + port - protocol.PCI_CONFIG_DATA
+        addr = self.ecam.base + ((self.address >> 8 & 0xFFFF) << 12) + offset
+        if self.address & 0x8000_0000 and addr in self.ecam:
+            self.ecam.mmio(addr, size, is_write, data, type1=True)
+        elif not is_write:
+            data[:size] = ALL_ONES[:size]

@@ -24,7 +24,7 @@ from kvmhole.kvm import (
 )
 from kvmhole.vmm import hostmem, longmode, strategies
 from kvmhole.vmm.deadline import Deadline, GuestTimeout
-from kvmhole.vmm.devices import ALL_ONES, EcamWindow, ExitCounts
+from kvmhole.vmm.devices import ALL_ONES, ConfigPorts, EcamWindow, ExitCounts
 from kvmhole.vmm.fastpath import CFastPath
 from kvmhole.vmm.memmap import PAGE, Q35_ECAM_BASE, Q35_ECAM_SIZE, build_memory_map
 from kvmhole.vmm.pci import host_bridge, parse_device
@@ -43,6 +43,7 @@ class MachineConfig:
     ram_size: int = 64 << 20
     pages: int | None = None
     passes: int = 1  # ecam-scan: scans of the same pages
+    type1_pages: int = 0  # ecam-scan: then absent-function reads by type-1 port I/O
     devices: list[str] = field(default_factory=list)  # extra present functions
     name: str | None = None
     timeout: float | None = None
@@ -67,6 +68,7 @@ class RunResult:
     guest_hole_reads: int
     userspace_exits: dict
     hole_read_exits: int
+    type1_hole_read_exits: int
     hole_write_exits: int
     hole_writes: list
     device_mmio_exits: int
@@ -96,6 +98,7 @@ class Machine:
                               f"{MAX_NAME}")
         self.counts = ExitCounts()
         self.ecam = EcamWindow(self.map, self.functions, self.counts)
+        self.config_ports = ConfigPorts(self.ecam)
         self.status: int | None = None
         self.error: KvmholeError | None = None  # why the run loop ended early
 
@@ -113,6 +116,9 @@ class Machine:
         if not 0 < self.pages <= limit:
             where = "scratch RAM" if self.config.scan_ram else "this hole"
             raise ConfigError(f"--pages must be between 1 and {limit}, the pages {where} has")
+        if not 0 <= self.config.type1_pages <= self.map.hole_pages:
+            raise ConfigError(f"--type1-pages must be between 0 and {self.map.hole_pages}, "
+                              "the absent functions this hole has")
 
     def _scan_area(self) -> int:
         """Pages a scanning guest may read from scan_base: scratch RAM or the whole window
@@ -137,6 +143,7 @@ class Machine:
             "device_addr": self.map.ecam.start + device.bdf.ecam_offset,
             "device_id": device.id_dword,
             "passes": self.config.passes,
+            "type1_pages": self.config.type1_pages,
         }
 
     def _two_hole_pages(self) -> int:
@@ -270,7 +277,9 @@ class Machine:
 
     def _port(self, exit_: IoExit) -> bool:
         """Handle a port access; True when the guest reported it is done."""
-        if not exit_.is_write:
+        if exit_.port in self.config_ports:
+            self.config_ports.io(exit_.port, exit_.size, exit_.is_write, exit_.data)
+        elif not exit_.is_write:
             self.counts.unassigned_exits += 1
             exit_.data[:] = b"\xff" * len(exit_.data)
         elif exit_.port == protocol.PORT_DONE:
@@ -293,6 +302,7 @@ class Machine:
             error=None if self.error is None else str(self.error),
             guest_result=guest_result, guest_hole_reads=guest_result["hole_reads"],
             userspace_exits=dict(c.userspace_exits), hole_read_exits=c.hole_read_exits,
+            type1_hole_read_exits=c.type1_hole_read_exits,
             hole_write_exits=c.hole_write_exits, hole_writes=c.hole_writes,
             device_mmio_exits=c.device_mmio_exits, kvm_stats=kvm_stats, wall_s=wall,
             rss_bytes=memory.rss, uss_bytes=memory.uss,

@@ -10,6 +10,10 @@ BUS_SIZE = 1 << 20  # 32 devices x 8 functions x 4 KiB
 
 HOST_BRIDGE_ID = (0x8086, 0x29C0)  # the q35 host bridge QEMU presents at 00:00.0
 DEFAULT_DEVICE_ID = (0x1B36, 0x0001)  # a generic "QEMU PCI-PCI bridge"-style ID
+# Offsets below this are the registers every present function implements (vendor,
+# device, command, status, revision, class): all-ones in them means the function is
+# absent, which is how the probes decide presence.
+IDENTITY_END = 0x0C
 
 
 @dataclass(frozen=True, order=True)
@@ -75,7 +79,7 @@ class PciFunction:
 
 
 def _read_only(offset: int) -> bool:
-    return offset < 0x04 or 0x08 <= offset < 0x0C
+    return offset < 0x04 or 0x08 <= offset < IDENTITY_END
 
 
 def parse_device(spec: str) -> PciFunction:

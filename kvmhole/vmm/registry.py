@@ -168,6 +168,13 @@ def check_entry(raw, pid: int) -> dict:
         if start >= end:
             raise BadEntry("a hole range ends before it starts")
         entry["holes"].append((start, end))
+    ecam = raw.get("ecam")  # the window the holes are cut from: function addresses
+    if ecam is not None:
+        if not (isinstance(ecam, list) and len(ecam) == 2):
+            raise BadEntry("ecam is not [start, end]")
+        entry["ecam"] = tuple(_int(a, 0, 2**64, "an ECAM address") for a in ecam)
+        if entry["ecam"][0] >= entry["ecam"][1]:
+            raise BadEntry("the ECAM window ends before it starts")
     if "exited" in raw:
         if type(raw["exited"]) not in (int, float):
             raise BadEntry("exited is not a time")

@@ -92,7 +92,8 @@ def test_qemu_guest_is_counted_on_the_hardware_path(registry, tmp_path):
     assert run.hole_reads == PAGES
     assert guest is not None and guest.vmm == "qemu"
     # QEMU has no hole memslot: it answers absent functions in userspace with all-ones
-    assert (guest.hole_read_exits, guest.hole_reads_in_kernel) == (PAGES, 0)
+    ecam = guest.config["ecam"]
+    assert (ecam.read_exits, ecam.reads_in_kernel) == (PAGES, 0)
 
 
 def _serving(log) -> str | None:
@@ -142,7 +143,7 @@ def test_trace_export_and_top_show_the_hardware_path(registry, tmp_path):
                                    served="kernel") is not None else None
         metrics = _wait("the scan guest in /metrics", scraped)
         assert _sample(metrics, "kvmhole_pci_hole_reads_total", guest="views-scan",
-                       served="kernel") == PAGES
+                       mechanism="ecam", served="kernel") == PAGES
         assert _sample(metrics, "kvmhole_hole_kernel_seconds_count",
                        guest="views-scan") == PAGES
         assert _sample(metrics, "kvmhole_probe_info", path="vmx/svm",

@@ -6,6 +6,9 @@
  * (so the default 8192 with a host bridge at 00:00.0 is 8193 accesses, the
  * count the 2020 patch measured in a q35 boot). With `passes` > 1 the same pages are scanned again: on
  * VMX/SVM hosts a mapped hole page faults into KVM on its first read only.
+ * Then, with `type1_pages`, the same scan by type-1 port I/O (as stock Linux
+ * reads config space below offset 256): address to 0xCF8, data from 0xCFC,
+ * over the functions the ECAM window has. Port I/O always exits to the VMM.
  */
 #include "guest.h"
 
@@ -26,5 +29,18 @@ int guest_main(const volatile struct kh_params *p, volatile struct kh_result *r)
 	}
 	r->hole_reads = holes;
 	r->present_reads = present;
-	return holes == want * passes ? KH_STATUS_OK : KH_STATUS_FAILED;
+
+	uint64_t type1_holes = 0, type1_present = 0, functions = p->ecam_size >> 12;
+	for (uint64_t fn = 0; type1_holes < p->type1_pages && fn < functions && fn <= 0xffff; fn++) {
+		outl(KH_PCI_CONFIG_ADDRESS, 0x80000000u | (uint32_t)(fn << 8));
+		if (inl(KH_PCI_CONFIG_DATA) == 0xffffffffu)
+			type1_holes++;
+		else
+			type1_present++;
+	}
+	r->type1_hole_reads = type1_holes;
+	r->type1_present_reads = type1_present;
+	if (holes != want * passes || type1_holes != p->type1_pages)
+		return KH_STATUS_FAILED;
+	return KH_STATUS_OK;
 }

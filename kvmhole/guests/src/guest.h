@@ -11,6 +11,13 @@ static inline void outl(uint16_t port, uint32_t value)
 	__asm__ volatile("outl %0, %1" : : "a"(value), "Nd"(port) : "memory");
 }
 
+static inline uint32_t inl(uint16_t port)
+{
+	uint32_t value;
+	__asm__ volatile("inl %1, %0" : "=a"(value) : "Nd"(port) : "memory");
+	return value;
+}
+
 /* volatile accesses of an exact width: each is one guest load or store */
 static inline uint8_t read8(uint64_t a) { return *(volatile uint8_t *)a; }
 static inline uint16_t read16(uint64_t a) { return *(volatile uint16_t *)a; }

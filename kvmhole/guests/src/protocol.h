@@ -23,6 +23,15 @@
 #define KH_PORT_PROGRESS 0x5f4    /* the result block is up to date (live counts) */
 #define KH_PORT_SLEEP 0x5f8       /* pacing: the VMM sleeps `value` microseconds */
 
+/*
+ * PCI type-1 configuration: a 32-bit write of the function's address (bit 31
+ * enable, bus 23:16, device 15:11, function 10:8, register 7:2) to
+ * KH_PCI_CONFIG_ADDRESS, then a read or write of KH_PCI_CONFIG_DATA + 0..3.
+ * The VMM answers them like q35; the BPF probes decode them (passed as -D).
+ */
+#define KH_PCI_CONFIG_ADDRESS 0xcf8
+#define KH_PCI_CONFIG_DATA 0xcfc
+
 #define KH_STATUS_OK 0
 #define KH_STATUS_FAILED 1
 
@@ -41,6 +50,7 @@ struct kh_params {
 	uint64_t device_addr;    /* config page of a present function */
 	uint64_t device_id;      /* its vendor/device dword (offset 0) */
 	uint64_t passes;         /* ecam-scan: scans of the same pages (re-reads after the first) */
+	uint64_t type1_pages;    /* ecam-scan: then this many absent-function reads by type-1 */
 };
 
 struct kh_write {
@@ -57,6 +67,8 @@ struct kh_result {
 	uint64_t port_writes;    /* mixed: port I/O writes */
 	uint64_t batches;        /* mixed: completed batches */
 	uint64_t failures;       /* checks that did not hold */
+	uint64_t type1_hole_reads;    /* ecam-scan: type-1 reads that returned all-ones */
+	uint64_t type1_present_reads;
 	uint64_t first_failure_addr;
 	uint64_t first_failure_value;
 	uint64_t writes_logged;
