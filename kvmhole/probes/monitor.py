@@ -161,7 +161,8 @@ class Monitor:
                     kvm_stats.close()
         self._last_poll = now
         health = ProbeHealth(path=self.plan.path, lost_events=self.program.lost_events(),
-                             tracepoints=self.plan.tracepoints, message=self.plan.message)
+                             tracepoints=self.plan.tracepoints, message=self.plan.message,
+                             maps=self.program.map_fill())
         return Snapshot(ts=now, interval_s=interval, probe=health, guests=guests)
 
     def _final_kvm_stats(self, pid: int) -> dict | None:
@@ -197,6 +198,16 @@ class Monitor:
         stats.rates = {k: (current[k] - before[k]) / interval for k in RATE_COUNTERS}
         self._previous[pid] = current
         return stats
+
+    def rescan(self) -> None:
+        """Reload the guest list without touching the probes or their counts: watch the
+        registry directory anew (it may have been removed and created again, which
+        ends an inotify watch) and adopt every live entry in it."""
+        stale, self.watcher = self.watcher, RegistryWatcher(registry.registry_dir(),
+                                                            self._registry_file)
+        stale.close()
+        for pid, entry in registry.entries().items():
+            self._adopt(pid, entry)
 
     def events(self, callback) -> None:
         """Stream every userspace exit to callback(event) (Monitor(events=True) only)."""

@@ -109,6 +109,9 @@ class ProbeHealth:
     lost_events: int = 0
     tracepoints: list[str] = field(default_factory=list)
     message: str = ""
+    # per BPF map keyed by guest or thread: [entries, max_entries]; a full map
+    # cannot take a new guest
+    maps: dict[str, list[int]] = field(default_factory=dict)
 
     @property
     def kernel_counts(self) -> str:
