@@ -11,16 +11,14 @@ host's exporter serves, so the exporter sees every read they make.
 
 import json
 import os
-import re
 import signal
 import subprocess
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 
 from tests.broken_hosts import NO_TRACEFS, in_namespace
-from tests.conftest import KVMHOLE, assert_one_line_error
+from tests.conftest import KVMHOLE, assert_one_line_error, serving, start_stopped
 from tests.prometheus_harness import Prometheus, free_port, panel_exprs, wait_for
 
 # host -> its guests: (name, hole strategy, ecam-scan passes); long enough for a
@@ -56,22 +54,6 @@ class Fleet:
         assert len(instances) == len(set(instances)), f"not one series per host: {result}"
         host = {h.address: name for name, h in self.hosts.items()}
         return {host[r["metric"]["instance"]]: float(r["value"][1]) for r in result}
-
-
-def start_stopped(args: list[str], env: dict) -> subprocess.Popen:
-    """`kvmhole ARGS` stopped before it starts: its pid is known, nothing has run yet."""
-    process = subprocess.Popen(["sh", "-c", 'kill -STOP $$; exec "$@"', "sh", *KVMHOLE, *args],
-                               stdout=subprocess.PIPE, text=True, env=env)
-    wait_for(f"pid {process.pid} to stop", lambda: Path(f"/proc/{process.pid}/stat")
-             .read_text().rsplit(")", 1)[1].split()[0] == "T")
-    return process
-
-
-def serving(export: subprocess.Popen, log: Path) -> str | None:
-    text = log.read_text()
-    assert export.poll() is None, f"kvmhole export exited {export.returncode}: {text}"
-    match = re.search(r"serving http://(\S+)/metrics", text)
-    return match and match[1]
 
 
 def samples(prometheus: Prometheus, selector: str) -> dict[tuple, dict[float, str]]:
