@@ -12,7 +12,7 @@ import pytest
 from kvmhole.exporter.poller import Poller
 from kvmhole.exporter.server import listening
 from kvmhole.exporter.store import LatestSnapshot
-from kvmhole.probes.snapshot import GuestStats, ProbeHealth, Snapshot
+from kvmhole.probes.snapshot import GuestStats, Histogram, ProbeHealth, Snapshot
 from kvmhole.tui.columns import COLUMN
 from tests.prometheus_harness import (
     DASHBOARD,
@@ -103,6 +103,17 @@ def test_rules_behave_as_their_unit_tests_say():
 def test_example_prometheus_config_is_valid():
     assert "is valid prometheus config" in promtool(
         "check", "config", str(DASHBOARDS / "prometheus.yml"))
+
+
+def test_the_readmes_fleet_config_is_valid(tmp_path):
+    """README's "Run it on every host" scrape config, with its rule file where it is here."""
+    readme = (DASHBOARDS.parent / "README.md").read_text()
+    section = readme[readme.index("### Run it on every host"):]
+    config = re.search(r"```yaml\n(.*?)```", section, re.S)[1]
+    assert 'job_name: kvmhole' in config  # the name the probe health rule reads
+    path = tmp_path / "prometheus.yml"
+    path.write_text(config.replace("/etc/prometheus/kvmhole-rules.yml", str(RULES)))
+    assert "is valid prometheus config" in promtool("check", "config", str(path))
 
 
 class GrowingGuests:
@@ -205,3 +216,11 @@ def test_time_saved_in_top_is_the_recording_rule(synthetic_prometheus):
     # quarter into bucket 6 (the bucket's upper bound would be twice bucket 5's).
     bounds = guest.roundtrip.bounds
     assert median_in_top == pytest.approx(bounds[5] + (bounds[6] - bounds[5]) / 4, rel=1e-12)
+
+
+def test_snapshot_quantile_interpolates_as_histogram_quantile_does():
+    """From 0 in the first bucket; the highest finite bound for a rank in +Inf."""
+    h = Histogram(bounds=(1.0, 2.0, 4.0), counts=[2, 0, 2, 0])
+    assert h.quantile(0.25) == 0.5 and h.quantile(0.5) == 1.0 and h.quantile(0.75) == 3.0
+    assert Histogram(bounds=(1.0, 2.0), counts=[1, 0, 3]).quantile(0.5) == 2.0
+    assert Histogram(bounds=(1.0,), counts=[0, 0]).quantile(0.5) is None

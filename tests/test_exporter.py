@@ -65,8 +65,24 @@ def test_counters_and_info_carry_the_snapshot_counts():
     assert samples[key("kvmhole_probe_info", path="emulated", kernel_counts="reads")] == 1
     # Bounded cardinality: no pid or address ever becomes a label.
     label_names = {name for (_, labels) in samples for name, _ in labels}
-    assert label_names <= {"guest", "vmm", "served", "reason", "strategy", "path", "kernel_counts",
-                           "stat", "le"}
+    assert label_names <= {"guest", "vmm", "served", "reason", "strategy", "path",
+                           "kernel_counts", "stat", "le", "map", "quantile"}
+
+
+def test_self_metrics_and_map_fill():
+    probe = ProbeHealth("emulated", maps={"counts": [3, 1024], "vcpus": [5, 8192]})
+    store = store_with(snapshot(guest(7, "vm-a"), guest(8, "vm-b"), probe=probe))
+    registry = CollectorRegistry()
+    registry.register(SnapshotCollector(store))
+    for _ in range(2):
+        generate_latest(registry)
+    samples = scrape(store)  # a collector of its own: it has seen no scrape yet
+    assert samples[key("kvmhole_probe_map_entries", map="counts")] == 3
+    assert samples[key("kvmhole_probe_map_max_entries", map="vcpus")] == 8192
+    assert samples[key("kvmhole_exporter_guests")] == 2
+    assert samples[key("kvmhole_exporter_scrape_duration_seconds_count")] == 0
+    text = generate_latest(registry).decode()
+    assert "kvmhole_exporter_scrape_duration_seconds_count 2.0" in text
 
 
 def test_roundtrip_histogram_is_cumulative_in_seconds():
