@@ -193,7 +193,13 @@ def test_every_panel_and_rule_returns_one_series_per_host(fleet):
             truth = 1 - run["hole_read_exits"] / run["guest_hole_reads"]
             assert share[fleet.instance(host), name] == truth
 
-    for rule in fleet.prometheus.rules():
+    rules = {rule["name"]: rule for rule in fleet.prometheus.rules()}
+    to_vmm = fleet.prometheus.query(rules["KvmholeHoleReadsInUserspace"]["query"], at=fleet.at)
+    assert {(r["metric"]["instance"], r["metric"]["guest"]) for r in to_vmm} == {
+        (fleet.instance(h), name) for h in HOSTS for name, strategy, _ in HOSTS[h]
+        if strategy == "exit"}
+    assert set(fleet.by_instance(rules["KvmholeProbeDown"]["query"])) == {BROKEN}
+    for rule in rules.values():
         if rule["type"] != "recording":
             continue
         result = fleet.prometheus.query(rule["name"], at=fleet.at)
