@@ -212,6 +212,14 @@ def test_sighup_reloads_the_guest_list_while_prometheus_scrapes(live):
     scrape succeeds and no counter restarts."""
     run = Path(live.env["KVMHOLE_RUN_DIR"])
     old = run.rename(run.with_name("run-old"))
+    # A reload that cannot watch the registry (a file where its directory should be)
+    # says so and changes nothing.
+    run.write_text("")
+    live.export.send_signal(signal.SIGHUP)
+    log = run.with_name("export.log")
+    wait_for("the failed reload's warning",
+             lambda: "reloading the guest list failed" in log.read_text())
+    run.unlink()
     run.mkdir()
     for entry in old.glob("*.json"):  # the running guests' entries move to the new one
         entry.rename(run / entry.name)

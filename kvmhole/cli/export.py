@@ -31,6 +31,8 @@ def export(listen, interval, pids, hole_ranges, preset):
     # SIGTERM (systemd, kill) stops the exporter as Ctrl-C does: the with blocks
     # below then stop the poller, close the socket and detach the probes.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
+    # A reload before the probes are up has nothing to reload; by default it would kill.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     store, self_metrics = LatestSnapshot(), SelfMetrics()
     try:
         # Bind first: a port in use is reported before the probes load.
@@ -38,10 +40,20 @@ def export(listen, interval, pids, hole_ranges, preset):
                 Monitor(**monitor_kwargs) as monitor, \
                 Poller(self_metrics.timed(monitor.poll), store, interval):
             # Runs in this (main) thread between pauses, never inside a poll or scrape.
-            signal.signal(signal.SIGHUP, lambda *_: monitor.rescan())
+            signal.signal(signal.SIGHUP, lambda *_: _reload(monitor))
             click.echo(f"kvmhole export: serving http://{address}/metrics "
                        f"({monitor.plan.path} probe path); Ctrl-C to stop", err=True)
             while True:
                 signal.pause()
     except KeyboardInterrupt:
         pass
+
+
+def _reload(monitor) -> None:
+    """SIGHUP: a reload that fails keeps the guest list the exporter had."""
+    from kvmhole.probes import ProbeUnavailable
+
+    try:
+        monitor.rescan()
+    except ProbeUnavailable as error:
+        click.echo(f"kvmhole: warning: reloading the guest list failed: {error}", err=True)
