@@ -64,6 +64,12 @@ def samples(prometheus: Prometheus, selector: str) -> dict[tuple, dict[float, st
             for r in data["result"]}
 
 
+def one_series(prometheus: Prometheus, selector: str) -> dict[float, str]:
+    found = samples(prometheus, selector)
+    assert len(found) <= 1, found
+    return next(iter(found.values()), {})
+
+
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("fleet")
@@ -114,15 +120,19 @@ def fleet(tmp_path_factory):
             hosts[host].guests[name] = json.loads(out)
             assert guest.returncode == 0 and hosts[host].guests[name]["status"] == "ok"
 
-        # Each guest's first and last scraped sample; the last has its final count.
+        # When each guest's final count was first scraped (KVM's exit count as its own
+        # --json says; the exporter keeps serving an exited guest for a while).
         seen = {}
         for host, name in guests:
-            selector = f'kvmhole_guest_info{{instance="{hosts[host].address}",guest="{name}"}}'
-            times = wait_for(f"{host}/{name} to be scraped after it exited", lambda s=selector: (
-                not prometheus.query(s) and samples(prometheus, s)))
-            seen[host, name] = sorted(next(iter(times.values())))
-        at = min(t[-1] for t in seen.values())
-        for (host, name), times in seen.items():
+            selector = (f'kvmhole_kvm_stat_exits_total{{instance="{hosts[host].address}",'
+                        f'guest="{name}",stat="exits"}}')
+            final = str(hosts[host].guests[name]["kvm_stats"]["exits"])
+            times = wait_for(f"{host}/{name}'s final counts in Prometheus",
+                             lambda s=selector, f=final: [
+                                 t for t, v in one_series(prometheus, s).items() if v == f])
+            seen[host, name] = (min(times), sorted(one_series(prometheus, selector)))
+        at = min(final for final, _ in seen.values())  # every guest ran until then
+        for (host, name), (_, times) in seen.items():
             assert len([t for t in times if t <= at]) >= 3, (host, name, times, at)
         yield Fleet(hosts, prometheus, federated, at)
     finally:

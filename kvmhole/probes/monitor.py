@@ -43,9 +43,8 @@ class Monitor:
         for pid in sorted((self.pids or set()) | set(self.hole_ranges)):
             self.program.track(pid, self.hole_ranges.get(pid, self.default_holes))
         self._warned: set[str] = set()
-        self.watcher = RegistryWatcher(registry.registry_dir(), self._registry_file, self._warn)
-        for entry in registry.entries(self._warn_file).values():
-            self._adopt(entry)
+        self.watcher: RegistryWatcher | None = None
+        self.rescan()
 
     def __enter__(self):
         return self
@@ -200,14 +199,16 @@ class Monitor:
         return stats
 
     def rescan(self) -> None:
-        """Reload the guest list without touching the probes or their counts: watch the
-        registry directory anew (it may have been removed and created again, which
-        ends an inotify watch) and adopt every live entry in it."""
-        stale, self.watcher = self.watcher, RegistryWatcher(registry.registry_dir(),
-                                                            self._registry_file)
-        stale.close()
-        for pid, entry in registry.entries().items():
-            self._adopt(pid, entry)
+        """(Re)load the guest list without touching the probes or their counts: watch
+        the registry directory anew (it may have been removed and created again, which
+        ends an inotify watch) and adopt every live entry in it. If the new watch
+        fails, the old one stays."""
+        fresh = RegistryWatcher(registry.registry_dir(), self._registry_file, self._warn)
+        if self.watcher is not None:
+            self.watcher.close()
+        self.watcher = fresh
+        for entry in registry.entries(self._warn_file).values():
+            self._adopt(entry)
 
     def events(self, callback) -> None:
         """Stream every userspace exit to callback(event) (Monitor(events=True) only)."""
