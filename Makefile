@@ -36,11 +36,11 @@ demo: setup
 	$(VENV)/bin/kvmhole top --demo
 
 test: setup
-	$(VENV)/bin/ruff check kvmhole tests
+	$(VENV)/bin/ruff check kvmhole tests dashboards
 	$(VENV)/bin/pytest -q
 
 lint: setup
-	$(VENV)/bin/ruff check kvmhole tests
+	$(VENV)/bin/ruff check kvmhole tests dashboards
 
 clean:
 	rm -rf $(VENV) build *.egg-info kvmhole/kvm/_kvm_cffi* kvmhole/vmm/_fastpath*.so kvmhole/vmm/_fastpath.c

@@ -2,8 +2,10 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -48,6 +50,27 @@ def result(process: subprocess.Popen, timeout: float = 240) -> dict:
     out, err = process.communicate(timeout=timeout)
     assert process.returncode == 0, err
     return json.loads(out)
+
+
+def start_stopped(args: list[str], env: dict) -> subprocess.Popen:
+    """`kvmhole ARGS`, stopped (SIGSTOP) before it starts: its pid is known and nothing
+    has run yet, so a monitor started now with -p PID sees all it does (SIGCONT)."""
+    process = subprocess.Popen(["sh", "-c", 'kill -STOP $$; exec "$@"', "sh", *KVMHOLE, *args],
+                               stdout=subprocess.PIPE, text=True, env=env)
+    stat = Path(f"/proc/{process.pid}/stat")
+    deadline = time.monotonic() + 60
+    while stat.read_text().rsplit(")", 1)[1].split()[0] != "T":
+        assert time.monotonic() < deadline, f"pid {process.pid} did not stop"
+        time.sleep(0.05)
+    return process
+
+
+def serving(export: subprocess.Popen, log: Path) -> str | None:
+    """The address `kvmhole export` says it serves on (from its stderr log), once it does."""
+    text = log.read_text()
+    assert export.poll() is None, f"kvmhole export exited {export.returncode}: {text}"
+    match = re.search(r"serving http://(\S+)/metrics", text)
+    return match and match[1]
 
 
 def run_json(*args: str, timeout: float = 120) -> dict:

@@ -1,11 +1,13 @@
 """A real Prometheus for the tests: Debian's /usr/bin/prometheus in a temporary
-directory, scraping one exporter every second and evaluating the example rules;
+directory, scraping exporters every second and evaluating the example rules;
 plus the dashboard's and rules' PromQL, and promtool.
 
-Shared by the synthetic dashboard tests (test_dashboards.py) and the end-to-end
-test against a real `kvmhole export` and real guests (test_dashboards_live.py).
+Shared by the synthetic dashboard tests (test_dashboards.py), the end-to-end
+test against a real `kvmhole export` and real guests (test_dashboards_live.py)
+and the fleet of three exporters (test_dashboards_fleet.py).
 """
 
+import importlib.util
 import json
 import re
 import socket
@@ -19,9 +21,19 @@ DASHBOARDS = Path(__file__).resolve().parent.parent / "dashboards"
 DASHBOARD = DASHBOARDS / "kvmhole.json"
 RULES = DASHBOARDS / "kvmhole-rules.yml"
 
-# What Grafana puts in place of the dashboard's variables when every guest is
-# selected; the windows cover a whole test run at a 1 s scrape interval.
-GRAFANA_VARIABLES = {"$guest": ".*", "$__rate_interval": "1m", "$__range": "1m"}
+# What Grafana puts in place of the dashboard's variables when every host and guest
+# is selected; the windows cover a whole test run at a 1 s scrape interval.
+GRAFANA_VARIABLES = {"$instance": ".*", "$guest": ".*", "$__rate_interval": "1m",
+                     "$__range": "1m"}
+
+
+def dashboard_code():
+    """dashboards/kvmhole_dashboard.py, the dashboard as code (not a package module)."""
+    spec = importlib.util.spec_from_file_location("kvmhole_dashboard",
+                                                  DASHBOARDS / "kvmhole_dashboard.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def free_port() -> int:
@@ -43,16 +55,18 @@ def wait_for(what: str, check, timeout: float = 60.0):
 
 
 class Prometheus:
-    """/usr/bin/prometheus in a temporary directory, scraping `target` every second
-    and evaluating the example rules, queried over its HTTP API on loopback."""
+    """/usr/bin/prometheus in a temporary directory, scraping `targets` (one
+    exporter per host) every second as job kvmhole and evaluating the example
+    rules, or running the scrape jobs given; queried over its HTTP API on loopback."""
 
-    def __init__(self, directory: Path, target: str):
+    def __init__(self, directory: Path, *targets: str, scrape_configs: list | None = None,
+                 rules: bool = True):
         directory.mkdir(parents=True, exist_ok=True)
         config = {
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-            "rule_files": [str(RULES)],
-            "scrape_configs": [{"job_name": "kvmhole",
-                                "static_configs": [{"targets": [target]}]}],
+            "rule_files": [str(RULES)] if rules else [],
+            "scrape_configs": scrape_configs or [
+                {"job_name": "kvmhole", "static_configs": [{"targets": list(targets)}]}],
         }
         # JSON is YAML, so the config needs no YAML library.
         (directory / "prometheus.yml").write_text(json.dumps(config))
@@ -80,9 +94,9 @@ class Prometheus:
         assert body["status"] == "success", body
         return body["data"]
 
-    def query(self, expr: str) -> list[dict]:
-        """Instant query at now -> the result vector."""
-        data = self.api("query", query=expr)
+    def query(self, expr: str, at: float | None = None) -> list[dict]:
+        """Instant query at now (or at Unix time `at`) -> the result vector."""
+        data = self.api("query", query=expr, **({} if at is None else {"time": at}))
         assert data["resultType"] == "vector", (expr, data)
         return data["result"]
 
@@ -119,11 +133,17 @@ def ended(prometheus: Prometheus, guest: str) -> bool:
         and not prometheus.query(selector)
 
 
+def panel_exprs() -> dict[str, list[str]]:
+    """Every panel's PromQL targets by panel title, variables filled in as Grafana would."""
+    dashboard = json.loads(DASHBOARD.read_text())
+    return {p["title"]: [re.sub(r"\$\w+", lambda m: GRAFANA_VARIABLES[m.group(0)], t["expr"])
+                         for t in p["targets"]]
+            for p in dashboard["panels"] if p.get("targets")}
+
+
 def dashboard_exprs() -> list[str]:
     """Every PromQL target in the dashboard, variables filled in as Grafana would."""
-    dashboard = json.loads(DASHBOARD.read_text())
-    exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
-    return [re.sub(r"\$\w+", lambda m: GRAFANA_VARIABLES[m.group(0)], e) for e in exprs]
+    return [expr for exprs in panel_exprs().values() for expr in exprs]
 
 
 def promtool(*args: str) -> str:

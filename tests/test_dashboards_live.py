@@ -14,6 +14,7 @@ import re
 import signal
 import subprocess
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -22,6 +23,7 @@ from tests.prometheus_harness import (
     Prometheus,
     dashboard_exprs,
     holds_final,
+    panel_exprs,
     series,
     wait_for,
 )
@@ -31,8 +33,8 @@ class Live:
     """What the fixture started: the exporter's address, Prometheus, the guests."""
 
     def __init__(self, address: str, prometheus: Prometheus, mixed: dict[str, str],
-                 scans: dict[str, dict]):
-        self.address, self.prometheus = address, prometheus
+                 scans: dict[str, dict], export: subprocess.Popen, env: dict):
+        self.address, self.prometheus, self.export, self.env = address, prometheus, export, env
         self.mixed = mixed  # strategy -> guest name
         self.scans = scans  # strategy -> `kvmhole run --json` result
 
@@ -87,7 +89,7 @@ def live(tmp_path_factory):
         for run in scans.values():
             wait_for(f"{run['name']}'s final counts to reach Prometheus",
                      lambda run=run: holds_final(prometheus, run))
-        yield Live(address, prometheus, mixed, scans)
+        yield Live(address, prometheus, mixed, scans, export, env)
     finally:
         for guest in started:
             guest.terminate()
@@ -118,10 +120,8 @@ def test_every_dashboard_and_rule_expression_returns_data(live):
     assert set(live.mixed.values()) <= set(guests)  # the $guest picker
     assert {run["name"] for run in live.scans.values()} <= set(guests)
 
-    for expr in dashboard_exprs():
-        assert prometheus.query(expr), f"no data for {expr}"
     rules = prometheus.rules()
-    assert len(rules) == 7, "Prometheus did not load every rule in the file"
+    assert len(rules) == 11, "Prometheus did not load every rule in the file"
     for rule in rules:
         if rule["type"] == "recording":
             assert prometheus.query(rule["query"]), f"no data for {rule['query']}"
@@ -135,13 +135,15 @@ def test_every_dashboard_and_rule_expression_returns_data(live):
 
     # The mixed exit guest sends every hole read to the VMM: its alert condition
     # holds (it fires after its `for:`); the alias guest's reads stay in the kernel.
+    for expr in dashboard_exprs():  # after the rules: the fleet row reads recorded series
+        assert prometheus.query(expr), f"no data for {expr}"
     alerting = {r["metric"]["guest"] for r in prometheus.query(
         next(r["query"] for r in rules if r["name"] == "KvmholeHoleReadsInUserspace"))}
     assert live.mixed["exit"] in alerting and live.mixed["alias"] not in alerting
     assert [float(r["value"][1]) for r in prometheus.query("kvmhole_probe_up")] == [1.0]
     assert prometheus.query('kvmhole_probe_info{path="emulated"}')  # PLATFORM.md
-    share = {r["metric"]["guest"]: float(r["value"][1])
-             for r in prometheus.query(dashboard_exprs()[1])}
+    share_expr = panel_exprs()["Share of hole reads served in the kernel"][0]
+    share = {r["metric"]["guest"]: float(r["value"][1]) for r in prometheus.query(share_expr)}
     assert share[live.mixed["alias"]] == 1.0 and share[live.mixed["exit"]] == 0.0
 
 
@@ -174,3 +176,72 @@ def test_live_metrics_pass_promtool(live):
     done = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True,
                           timeout=60)
     assert done.returncode == 0, (done.stdout + done.stderr).decode()
+
+
+def test_self_metrics_and_bpf_map_fill(live):
+    """The exporter's own health, and each map's size as bpf/kvmhole.bpf.c declares it."""
+    source = (Path(__file__).resolve().parent.parent / "bpf" / "kvmhole.bpf.c").read_text()
+    declared = {name: float(size) for name, size in
+                re.findall(r"BPF_HASH\((\w+),[^;]*?(\d+)\);", source)}
+    prometheus = live.prometheus
+    size = {r["metric"]["map"]: float(r["value"][1])
+            for r in prometheus.query("kvmhole_probe_map_max_entries")}
+    assert size == declared
+    used = {r["metric"]["map"]: float(r["value"][1])
+            for r in prometheus.query("kvmhole_probe_map_entries")}
+    assert used["counts"] >= len(live.mixed) and used["holes"] >= len(live.mixed)
+    assert float(prometheus.query("kvmhole_exporter_guests")[0]["value"][1]) >= len(live.mixed)
+    for summary in ("poll", "scrape"):
+        assert prometheus.query(f"rate(kvmhole_exporter_{summary}_duration_seconds_count[1m]) > 0")
+        assert prometheus.query(f"kvmhole_exporter_{summary}_duration_seconds_sum > 0")
+
+
+def inotify_inodes(pid: int) -> set[int]:
+    """Inodes the process watches with inotify (from /proc/PID/fdinfo)."""
+    found = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        if os.readlink(fd) == "anon_inode:inotify":
+            text = Path(f"/proc/{pid}/fdinfo/{fd.name}").read_text()
+            found |= {int(ino, 16) for ino in re.findall(r"\bino:([0-9a-f]+)", text)}
+    return found
+
+
+def test_sighup_reloads_the_guest_list_while_prometheus_scrapes(live):
+    """The registry directory is replaced (as a cleanup of /run might): only SIGHUP
+    makes the exporter watch the new one. Probes, counts and the port stay: every
+    scrape succeeds and no counter restarts."""
+    run = Path(live.env["KVMHOLE_RUN_DIR"])
+    old = run.rename(run.with_name("run-old"))
+    # A reload that cannot watch the registry (a file where its directory should be)
+    # says so and changes nothing.
+    run.write_text("")
+    live.export.send_signal(signal.SIGHUP)
+    log = run.with_name("export.log")
+    wait_for("the failed reload's warning",
+             lambda: "reloading the guest list failed" in log.read_text())
+    run.unlink()
+    run.mkdir()
+    for entry in old.glob("*.json"):  # the running guests' entries move to the new one
+        entry.rename(run / entry.name)
+    assert inotify_inodes(live.export.pid) == {old.stat().st_ino}
+    scraped = len(series(live.prometheus, "kvmhole_probe_up"))
+    for _ in range(5):
+        live.export.send_signal(signal.SIGHUP)
+    wait_for("the exporter to watch the new directory",
+             lambda: inotify_inodes(live.export.pid) == {run.stat().st_ino})
+    wait_for("scrapes after the reload",
+             lambda: len(series(live.prometheus, "kvmhole_probe_up")) >= scraped + 3)
+
+    after = json.loads(kvmhole("run", "ecam-scan", "--hole", "alias", "--name", "after-reload",
+                               "--json", env=live.env).stdout)
+    wait_for("after-reload's final counts to reach Prometheus",
+             lambda: holds_final(live.prometheus, after))
+    counted = series(live.prometheus,
+                     'kvmhole_pci_hole_reads_total{guest="after-reload",served="kernel"}')
+    assert counted[-1] == after["guest_hole_reads"]
+    prometheus = live.prometheus
+    assert [float(r["value"][1]) for r in prometheus.query("min_over_time(up[15m])")] == [1.0]
+    ours = "|".join([*live.mixed.values(), "after-reload"])  # other users' guests may come and go
+    assert {float(r["value"][1]) for r in prometheus.query(
+        f'resets(kvmhole_pci_hole_reads_total{{guest=~"{ours}"}}[15m])')} == {0.0}
+    assert live.export.poll() is None

@@ -6,6 +6,7 @@ import click
 
 from kvmhole.cli.params import INTERVAL
 from kvmhole.cli.watching import monitor_args, watch_options
+from kvmhole.exporter.selfmetrics import SelfMetrics
 from kvmhole.exporter.server import DEFAULT_LISTEN, listening, parse_listen
 from kvmhole.exporter.store import LatestSnapshot
 
@@ -18,7 +19,10 @@ from kvmhole.exporter.store import LatestSnapshot
               help="Seconds between reads of the BPF maps; scrapes serve the latest read.")
 @watch_options
 def export(listen, interval, pids, hole_ranges, preset):
-    """Serve per-guest hole reads and exits as Prometheus metrics until stopped."""
+    """Serve per-guest hole reads and exits as Prometheus metrics until stopped.
+
+    SIGHUP reloads the guest list (the registry of kvmhole guests) while the probes,
+    their counts and the listening socket stay."""
     from kvmhole.exporter.poller import Poller
     from kvmhole.probes.monitor import Monitor  # loads bcc: only when exporting
 
@@ -27,15 +31,29 @@ def export(listen, interval, pids, hole_ranges, preset):
     # SIGTERM (systemd, kill) stops the exporter as Ctrl-C does: the with blocks
     # below then stop the poller, close the socket and detach the probes.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    store = LatestSnapshot()
+    # A reload before the probes are up has nothing to reload; by default it would kill.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    store, self_metrics = LatestSnapshot(), SelfMetrics()
     try:
         # Bind first: a port in use is reported before the probes load.
-        with listening(listen, store) as address, \
+        with listening(listen, store, self_metrics) as address, \
                 Monitor(**monitor_kwargs) as monitor, \
-                Poller(monitor.poll, store, interval):
+                Poller(self_metrics.timed(monitor.poll), store, interval):
+            # Runs in this (main) thread between pauses, never inside a poll or scrape.
+            signal.signal(signal.SIGHUP, lambda *_: _reload(monitor))
             click.echo(f"kvmhole export: serving http://{address}/metrics "
                        f"({monitor.plan.path} probe path); Ctrl-C to stop", err=True)
             while True:
                 signal.pause()
     except KeyboardInterrupt:
         pass
+
+
+def _reload(monitor) -> None:
+    """SIGHUP: a reload that fails keeps the guest list the exporter had."""
+    from kvmhole.probes import ProbeUnavailable
+
+    try:
+        monitor.rescan()
+    except ProbeUnavailable as error:
+        click.echo(f"kvmhole: warning: reloading the guest list failed: {error}", err=True)

@@ -9,6 +9,7 @@ snapshot's cumulative counts; rates are left to PromQL.
 """
 
 import sys
+import time
 from collections.abc import Iterator
 
 from prometheus_client.core import (
@@ -20,6 +21,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.utils import floatToGoString
 
+from kvmhole.exporter.selfmetrics import SelfMetrics
 from kvmhole.exporter.store import LatestSnapshot
 from kvmhole.probes.snapshot import MECHANISMS, GuestStats, Histogram, Snapshot
 
@@ -27,15 +29,19 @@ GUEST_LABELS = ("guest", "vmm")
 
 
 class SnapshotCollector:
-    def __init__(self, store: LatestSnapshot):
+    def __init__(self, store: LatestSnapshot, self_metrics: SelfMetrics | None = None):
         self.store = store
+        self.self_metrics = self_metrics or SelfMetrics()
 
     def collect(self) -> Iterator[Metric]:
+        start = time.perf_counter()
         snapshot = self.store.for_scrape()
         if snapshot is None:
             return  # before the first poll there is nothing true to say
+        yield from self.self_metrics.families(snapshot)
         yield from _probe_families(snapshot)
         yield from _guest_families(snapshot)
+        self.self_metrics.scraped(time.perf_counter() - start)
 
 
 def _probe_families(snapshot: Snapshot) -> Iterator[Metric]:
@@ -50,6 +56,15 @@ def _probe_families(snapshot: Snapshot) -> Iterator[Metric]:
                             labels=())
     info.add_metric((), {"path": probe.path, "kernel_counts": probe.kernel_counts})
     yield info
+    # A full map drops new guests: fill = entries / max_entries, per map.
+    entries = GaugeMetricFamily("kvmhole_probe_map_entries", "Entries in a BPF map.",
+                                labels=("map",))
+    capacity = GaugeMetricFamily("kvmhole_probe_map_max_entries",
+                                 "Entries a BPF map can hold.", labels=("map",))
+    for name, (used, size) in sorted(probe.maps.items()):
+        entries.add_metric((name,), used)
+        capacity.add_metric((name,), size)
+    yield from (entries, capacity)
 
 
 def _guest_families(snapshot: Snapshot) -> Iterator[Metric]:

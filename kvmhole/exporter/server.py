@@ -10,6 +10,7 @@ from kvmhole.errors import ConfigError, KvmholeError
 from kvmhole.exporter.cache import cached_metrics_app
 from kvmhole.exporter.collector import SnapshotCollector
 from kvmhole.exporter.http import MetricsServer
+from kvmhole.exporter.selfmetrics import SelfMetrics
 from kvmhole.exporter.store import LatestSnapshot
 
 # Outside 9100-9999 (Prometheus' exporter port registry, fully allocated) and its
@@ -28,11 +29,11 @@ def parse_listen(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def bind(listen: str, store: LatestSnapshot):
+def bind(listen: str, store: LatestSnapshot, self_metrics: SelfMetrics | None = None):
     """Start the HTTP server (daemon threads) for `store`; returns the server."""
     host, port = parse_listen(listen)
     registry = CollectorRegistry()
-    registry.register(SnapshotCollector(store))
+    registry.register(SnapshotCollector(store, self_metrics))
     try:
         server = MetricsServer(host, port, cached_metrics_app(registry, store))
     except socket.gaierror as error:
@@ -46,10 +47,10 @@ def bind(listen: str, store: LatestSnapshot):
 
 
 @contextmanager
-def listening(listen: str, store: LatestSnapshot):
+def listening(listen: str, store: LatestSnapshot, self_metrics: SelfMetrics | None = None):
     """Serve `store` on `listen` while the block runs; yields the bound 'host:port'
     (port 0 asks the kernel for a free port)."""
-    server = bind(listen, store)
+    server = bind(listen, store, self_metrics)
     try:
         host, port = server.server_address[:2]
         yield f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

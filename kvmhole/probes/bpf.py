@@ -147,6 +147,11 @@ class ProbeProgram:
         threads the probes can hold at once."""
         return {"guests": self.counts.max_entries, "vcpus": self.vcpus.max_entries}
 
+    def map_fill(self) -> dict[str, list[int]]:
+        """[entries, max_entries] of the maps that grow with guests and vCPUs."""
+        return {name: [len(table), table.max_entries] for name, table in
+                (("holes", self.holes), ("counts", self.counts), ("vcpus", self.vcpus))}
+
     def forget(self, pid: int) -> None:
         """Drop every map entry of an exited guest."""
         for table in (self.holes, self.counts):

@@ -43,9 +43,8 @@ class Monitor:
         for pid in sorted((self.pids or set()) | set(self.hole_ranges)):
             self.program.track(pid, self.hole_ranges.get(pid, self.default_holes))
         self._warned: set[str] = set()
-        self.watcher = RegistryWatcher(registry.registry_dir(), self._registry_file, self._warn)
-        for entry in registry.entries(self._warn_file).values():
-            self._adopt(entry)
+        self.watcher: RegistryWatcher | None = None
+        self.rescan()
 
     def __enter__(self):
         return self
@@ -163,7 +162,8 @@ class Monitor:
                     kvm_stats.close()
         self._last_poll = now
         health = ProbeHealth(path=self.plan.path, lost_events=self.program.lost_events(),
-                             tracepoints=self.plan.tracepoints, message=self.plan.message)
+                             tracepoints=self.plan.tracepoints, message=self.plan.message,
+                             maps=self.program.map_fill())
         return Snapshot(ts=now, interval_s=interval, probe=health, guests=guests)
 
     def _final_kvm_stats(self, pid: int) -> dict | None:
@@ -198,6 +198,18 @@ class Monitor:
         stats.rates = {k: (current[k] - before[k]) / interval for k in RATE_COUNTERS}
         self._previous[pid] = current
         return stats
+
+    def rescan(self) -> None:
+        """(Re)load the guest list without touching the probes or their counts: watch
+        the registry directory anew (it may have been removed and created again, which
+        ends an inotify watch) and adopt every live entry in it. If the new watch
+        fails, the old one stays."""
+        fresh = RegistryWatcher(registry.registry_dir(), self._registry_file, self._warn)
+        if self.watcher is not None:
+            self.watcher.close()
+        self.watcher = fresh
+        for entry in registry.entries(self._warn_file).values():
+            self._adopt(entry)
 
     def events(self, callback) -> None:
         """Stream every userspace exit to callback(event) (Monitor(events=True) only)."""

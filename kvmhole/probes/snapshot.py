@@ -102,16 +102,19 @@ class Histogram:
         return sum(self.counts)
 
     def quantile(self, q: float) -> float | None:
-        """Upper bound of the bucket holding quantile q (None when empty)."""
+        """Quantile q as PromQL's histogram_quantile() computes it from the same buckets
+        (None when empty), so `top` and the dashboards agree: linear interpolation
+        inside the bucket holding rank q x count, from the previous bound (0 for the
+        first bucket); a rank in the +Inf bucket gives the highest finite bound."""
         total = self.count
         if not total:
             return None
-        rank, seen = q * total, 0
-        for bound, n in zip((*self.bounds, float("inf")), self.counts, strict=True):
-            seen += n
-            if seen >= rank:
-                return bound
-        return float("inf")
+        rank, below, lower = q * total, 0, 0.0
+        for bound, n in zip(self.bounds, self.counts, strict=False):
+            if below + n >= rank and n:
+                return lower + (bound - lower) * (rank - below) / n
+            below, lower = below + n, bound
+        return self.bounds[-1]
 
     @property
     def mean_s(self) -> float | None:
@@ -168,7 +171,9 @@ class GuestStats:
 
     @property
     def time_saved_s(self) -> float | None:
-        """Exits avoided x the median measured userspace round trip (its bucket's bound).
+        """Exits avoided x the median measured userspace round trip (interpolated as
+        PromQL does: the recording rule instance_guest:kvmhole_hole_time_saved_seconds
+        is this, per second).
 
         The median, not the mean: a VMM's deliberate pauses are exits too (the mixed
         guest's 10 ms sleep request is one in three), and they would make the mean
@@ -197,6 +202,9 @@ class ProbeHealth:
     lost_events: int = 0
     tracepoints: list[str] = field(default_factory=list)
     message: str = ""
+    # per BPF map keyed by guest or thread: [entries, max_entries]; a full map
+    # cannot take a new guest
+    maps: dict[str, list[int]] = field(default_factory=dict)
 
     @property
     def kernel_counts(self) -> str:
