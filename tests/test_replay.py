@@ -6,7 +6,7 @@ import asyncio
 import json
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kvmhole.probes.snapshot import (
@@ -56,6 +56,7 @@ snapshots = st.builds(
     guests=st.lists(guests, max_size=4))
 
 
+@settings(deadline=None)  # checking every field costs time on a loaded host; not timed
 @given(snapshots)
 def test_a_snapshot_survives_one_json_line(snapshot):
     line = snapshot.to_json()
