@@ -237,7 +237,7 @@ def test_sighup_reloads_the_guest_list_while_prometheus_scrapes(live):
     wait_for("after-reload's final counts to reach Prometheus",
              lambda: holds_final(live.prometheus, after))
     counted = series(live.prometheus,
-                     'kvmhole_pci_hole_reads_total{guest="after-reload",served="kernel"}')
+                     'kvmhole_pci_hole_reads_total{guest="after-reload",mechanism="ecam",served="kernel"}')
     assert counted[-1] == after["guest_hole_reads"]
     prometheus = live.prometheus
     assert [float(r["value"][1]) for r in prometheus.query("min_over_time(up[15m])")] == [1.0]
