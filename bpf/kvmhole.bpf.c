@@ -226,8 +226,13 @@ static __always_inline void config_access(u32 tgid, struct guest_holes *h, int m
 		state = (state & ~known) | ((value & ones) == ones ? FN_ABSENT : FN_PRESENT);
 	} else if (!write && !has_value)   /* served from a hole memslot: absent by design */
 		state = (state & ~known) | FN_ABSENT;
+	/*
+	 * A write to a function not identified yet counts as a hole write: no guest
+	 * configures a function before identifying it, and a guest whose registry
+	 * entry the monitor has not read yet (a short one) writes only to its holes.
+	 */
 	int absent = h->exact ? in_hole(h, h->ecam_start + ((u64)bdf << 12))
-			      : (state & FN_ABSENT) != 0;
+		     : write ? !(state & FN_PRESENT) : (state & FN_ABSENT) != 0;
 	u32 seen = mech == MECH_ECAM ? FN_SEEN_ECAM : FN_SEEN_TYPE1;
 	int first = absent && !(state & seen);
 	if (absent)

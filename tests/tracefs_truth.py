@@ -87,7 +87,7 @@ def truth(lines: list[str], tgid: int, ecam: tuple[int, int]) -> Truth:
                exited: bool, exits: int) -> None:
         if not write and offset < 0x0C and size >= 2:  # vendor, device ... class
             state[bdf] = int(value == (1 << 8 * size) - 1)
-        if not state.get(bdf):
+        if not state.get(bdf, 1 if write else 0):  # an unidentified function's write counts
             return
         mech.functions.add(bdf)
         if write:

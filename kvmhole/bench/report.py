@@ -106,7 +106,8 @@ def _print_svm(svm: dict, console: Console) -> None:
     _print_cost(svm["access_cost"], f" in the SVM host (kernel {h['kernel']}, "
                 f"{h['virtualization']})", console)
     console.print(f"[italic]{svm['caveat']}[/]")
-    _print_linux_boot(svm["linux_boot"], console)
+    if "linux_boot" in svm:
+        _print_linux_boot(svm["linux_boot"], console)
 
 
 def _print_linux_boot(rows: dict, console: Console) -> None:
