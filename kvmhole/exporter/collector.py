@@ -119,7 +119,7 @@ def _guest_families(snapshot: Snapshot) -> Iterator[Metric]:
         labels = (guest.name, guest.vmm)
         try:
             samples = list(_guest_samples(labels, guest))
-        except (TypeError, ValueError) as error:
+        except (KeyError, TypeError, ValueError) as error:
             # one guest with an inconsistent snapshot must not take the others down
             _warn(f"guest {guest.name!r} (pid {guest.pid}) left out of a scrape: {error}")
             continue

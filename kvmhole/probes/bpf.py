@@ -15,6 +15,7 @@ from kvmhole.probes.snapshot import (
     TOP_BUSES,
     BusReads,
     ConfigCounts,
+    config_counts,
 )
 from kvmhole.vmm import pci
 from kvmhole.vmm.memmap import MAX_HOLE_RUNS
@@ -57,7 +58,7 @@ CONSTANTS = {
 class RawCounts:
     """One guest's counters as the BPF maps hold them (cumulative since they were created)."""
 
-    config: dict[str, ConfigCounts] = field(default_factory=dict)
+    config: dict[str, ConfigCounts] = field(default_factory=config_counts)  # every mechanism
     buses: list[BusReads] = field(default_factory=list)  # the TOP_BUSES busiest
     exits: dict[str, int] = field(default_factory=dict)
     # a guest that has not exited yet has all its buckets, at zero: views zip them with bounds
