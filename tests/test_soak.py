@@ -167,6 +167,11 @@ def test_soak(run_dir, tmp_path):
         counted = row["hole_reads_in_kernel"] + row["hole_read_exits"]
         if kind == "mixed":  # SIGALRM may land between a read and the guest's count of it
             assert reads <= counted <= reads + 1, (run["name"], reads, counted)
+        elif run["guest"] == "hole-rw":
+            # hole-rw reads hole pages at any offset; a read of a function whose absence
+            # the probes had not learned yet (its registry entry unread under this load)
+            # is not a hole read by the per-function rule, so some may go uncounted
+            assert 0 < counted <= reads, (run["name"], reads, counted)
         else:
             assert counted == reads, (run["name"], reads, counted)
         if run["hole"] == "exit":
@@ -175,7 +180,9 @@ def test_soak(run_dir, tmp_path):
             assert row["hole_read_exits"] == 0
         served = [scraper.largest.get(sample(metric, guest=run["name"], **labels))
                   for metric, labels in (("kvmhole_kvm_stat_exits_total", {"stat": "mmio_exits"}),
-                                         ("kvmhole_pci_hole_reads_total", {"served": "kernel"}),
-                                         ("kvmhole_pci_hole_reads_total", {"served": "userspace"}))]
+                                         ("kvmhole_pci_hole_reads_total",
+                                          {"mechanism": "ecam", "served": "kernel"}),
+                                         ("kvmhole_pci_hole_reads_total",
+                                          {"mechanism": "ecam", "served": "userspace"}))]
         assert served == [run["kvm_stats"]["mmio_exits"], row["hole_reads_in_kernel"],
                           row["hole_read_exits"]], (run["name"], served)
