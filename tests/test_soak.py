@@ -184,5 +184,10 @@ def test_soak(run_dir, tmp_path):
                                           {"mechanism": "ecam", "served": "kernel"}),
                                          ("kvmhole_pci_hole_reads_total",
                                           {"mechanism": "ecam", "served": "userspace"}))]
-        assert served == [run["kvm_stats"]["mmio_exits"], row["hole_reads_in_kernel"],
-                          row["hole_read_exits"]], (run["name"], served)
+        expected = [run["kvm_stats"]["mmio_exits"], row["hole_reads_in_kernel"],
+                    row["hole_read_exits"]]
+        if run["guest"] == "hole-rw":  # each monitor learns absence on its own (see above)
+            assert served[0] == expected[0], (run["name"], served)
+            assert served[1] <= expected[1] + reads and served[2] <= reads, (run["name"], served)
+        else:
+            assert served == expected, (run["name"], served)
