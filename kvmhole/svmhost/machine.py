@@ -99,6 +99,20 @@ def _console_tail(console: str) -> str:
     return lines[-1].strip() if lines else "nothing on its console"
 
 
+def _job_tail(out: Path, lines: int = 3) -> str:
+    """The job's last lines of output: where a job that never finished stopped."""
+    tails = []
+    for name in ("stdout", "stderr"):
+        try:
+            text = (out / name).read_text(errors="replace")
+        except OSError:
+            continue
+        kept = [line.strip() for line in text.splitlines() if line.strip()][-lines:]
+        if kept:
+            tails.append(f"{name}: " + " | ".join(kept))
+    return "; ".join(tails) or "the job printed nothing"
+
+
 def run(command: list[str], *, timeout: float = 600, cwd: Path | None = None,
         env: dict[str, str] | None = None, kvm: str = "stock", memory: str = "4G",
         cpus: int = 2, cpu: str = CPU, stream: bool = False,
@@ -142,7 +156,7 @@ def run(command: list[str], *, timeout: float = 600, cwd: Path | None = None,
             if (work / "console.log").exists() else ""
         if timed_out:
             raise SvmHostError(f"the SVM host did not power off within {timeout:g} s "
-                               f"(console: {_console_tail(console)})")
+                               f"(console: {_console_tail(console)}; {_job_tail(out)})")
         if (out / "setup-error").exists():
             raise SvmHostError(f"SVM host: {(out / 'setup-error').read_text().strip()}")
         if not (out / "status").exists():
