@@ -53,6 +53,10 @@ struct guest_holes {
 	u32 n;
 	u32 exact;            /* 1: the ranges are exactly the absent functions' pages (the
 	                         kvmhole registry); 0: learn presence from vendor-ID reads */
+	u32 provisional;      /* 1: AUTO_TRACK's defaults, the monitor has not identified
+	                         the process yet (it may be a kvmhole VMM whose registry
+	                         entry is still unread) */
+	u32 pad;
 	u64 start[MAX_HOLES];
 	u64 end[MAX_HOLES];   /* exclusive */
 	u64 ecam_start;       /* the ECAM window: 4 KiB per bus/device/function from here */
@@ -221,18 +225,23 @@ static __always_inline void config_access(u32 tgid, struct guest_holes *h, int m
 	 * them, and none reads all-ones there; elsewhere (e.g. extended config)
 	 * all-ones says nothing about presence.
 	 */
+	u64 ones = len >= 8 ? ~0ULL : (1ULL << (len * 8)) - 1;
+	int all_ones = has_value && (value & ones) == ones;
 	if (!write && has_value && offset < PCI_IDENTITY_END && len >= 2) {
-		u64 ones = len >= 8 ? ~0ULL : (1ULL << (len * 8)) - 1;
-		state = (state & ~known) | ((value & ones) == ones ? FN_ABSENT : FN_PRESENT);
+		state = (state & ~known) | (all_ones ? FN_ABSENT : FN_PRESENT);
 	} else if (!write && !has_value)   /* served from a hole memslot: absent by design */
 		state = (state & ~known) | FN_ABSENT;
 	/*
 	 * A write to a function not identified yet counts as a hole write: no guest
 	 * configures a function before identifying it, and a guest whose registry
 	 * entry the monitor has not read yet (a short one) writes only to its holes.
+	 * For the same guest, an all-ones read of a function not identified yet is a
+	 * hole read while the process is provisional; once the monitor has identified
+	 * it (as another VMM), only the identity registers decide.
 	 */
 	int absent = h->exact ? in_hole(h, h->ecam_start + ((u64)bdf << 12))
-		     : write ? !(state & FN_PRESENT) : (state & FN_ABSENT) != 0;
+		     : write ? !(state & FN_PRESENT)
+		     : (state & FN_ABSENT) || (h->provisional && all_ones && !(state & known));
 	u32 seen = mech == MECH_ECAM ? FN_SEEN_ECAM : FN_SEEN_TYPE1;
 	int first = absent && !(state & seen);
 	if (absent)

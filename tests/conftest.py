@@ -39,10 +39,11 @@ def assert_one_line_error(done: subprocess.CompletedProcess, *words: str) -> Non
         assert word in lines[0], lines[0]
 
 
-def start_guest(*args: str) -> subprocess.Popen:
-    """`kvmhole run ARGS... --json` started in the background; finish it with result()."""
+def start_guest(*args: str, env: dict | None = None) -> subprocess.Popen:
+    """`kvmhole run ARGS... --json` started in the background (with `env` added to ours);
+    finish it with result()."""
     return subprocess.Popen([*KVMHOLE, "run", *args, "--json"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
 
 
 def result(process: subprocess.Popen, timeout: float = 240) -> dict:

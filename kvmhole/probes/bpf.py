@@ -95,9 +95,10 @@ class ProbeProgram:
         self.events = events
 
     def _holes_leaf(self, ranges: list[tuple[int, int]], ecam: tuple[int, int] | None,
-                    comm: bytes = b""):
+                    comm: bytes = b"", provisional: bool = False):
         """ecam: the window when `ranges` are exactly its absent functions' pages (a
-        registered kvmhole guest); None: the ranges are the window, presence is learned."""
+        registered kvmhole guest); None: the ranges are the window, presence is learned.
+        provisional: the process is not identified yet (AUTO_TRACK's defaults)."""
         leaf = self.holes.Leaf()
         if len(ranges) > MAX_HOLES:  # callers check; cutting would silently miss reads
             raise ValueError(f"{len(ranges)} hole ranges, the probes take at most {MAX_HOLES}")
@@ -106,13 +107,14 @@ class ProbeProgram:
         for i, (start, end) in enumerate(ranges):
             leaf.start[i], leaf.end[i] = start, end
         leaf.exact = ecam is not None
+        leaf.provisional = provisional
         leaf.ecam_start, leaf.ecam_end = ecam or (ranges[0][0], max(e for _, e in ranges))
         leaf.comm = comm[:15]
         return leaf
 
     def set_default_holes(self, ranges: list[tuple[int, int]]) -> None:
         table = self.bpf[b"default_holes"]
-        table[table.Key(0)] = self._holes_leaf(ranges, None)
+        table[table.Key(0)] = self._holes_leaf(ranges, None, provisional=True)
 
     def track(self, pid: int, ranges: list[tuple[int, int]],
               ecam: tuple[int, int] | None = None) -> None:

@@ -111,14 +111,18 @@ class Monitor:
         start = registry.process_start(pid)
         with self._lock:
             if pid not in self._identities:
+                ecam = None
                 if entry is not None and start in (None, entry["start"]):
                     identity = discovery.from_registry(entry)
                     identity.holes = self.hole_ranges.get(pid) or identity.holes
+                    ecam = None if pid in self.hole_ranges else entry.get("ecam")
                 else:  # not a kvmhole VMM, or its pid now belongs to another process
                     identity = discovery.from_process(pid, self.program.comm(pid), start)
                 identity.holes = identity.holes or self.hole_ranges.get(pid, self.default_holes)
                 self._identities[pid] = identity
                 if start is not None:
+                    # identified: its later accesses by its own rules, not provisionally
+                    self.program.track(pid, identity.holes, ecam)
                     self._attach_kvm_stats(pid)
             return self._identities[pid]
 
