@@ -3,11 +3,13 @@ test_pci_hole_svmhost.py); prints one JSON line of what each check observed, wit
 kernel log lines each check added. The assertions are the test's, on the host."""
 
 import json
+import os
 import signal
 import struct
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 from kvmhole.kvm._kvm_cffi import lib
 
@@ -178,6 +180,15 @@ def probes_native(pages: int = 400, passes: int = 2) -> dict:
                 "kernel_time_count": guest.kernel_time.count}
 
 
+def bench() -> dict:
+    """What `kvmhole bench --svm` runs here, smaller: every strategy on the same scan,
+    and host memory per strategy (the suite checks it runs and counts, not its times)."""
+    from kvmhole.bench import svm
+
+    svm._inside(pages=256, reps=1, sizes_mib=(16,), linux_boots=False)  # linux: tests/svm
+    return json.loads((Path(os.environ["KVMHOLE_SVMHOST_OUT"]) / svm.RESULT).read_text())
+
+
 def mark(line: str) -> None:
     """Put `line` in the kernel log, so each check's messages can be told apart."""
     with open("/dev/kmsg", "w") as kmsg:
@@ -202,6 +213,7 @@ def main(names: list[str]) -> None:
             "ecam_auto": lambda: kvmhole_run("ecam-scan", "--hole", "auto"),
             "hole_rw_native": lambda: kvmhole_run("hole-rw", "--hole", "native"),
             "probes_native": probes_native,
+            "bench": bench,
         }
         signal.signal(signal.SIGALRM, lambda *_: None)
         for name in names or checks:

@@ -19,14 +19,7 @@ def print_tables(report: dict, console: Console) -> None:
                   f"virtualization {h['virtualization']}, native hole: {h['native_hole']}")
     _print_cost(report["access_cost"], "", console)
     _print_type1(report["type1"], report["access_cost"], console)
-    mem = Table(title="host memory as the hole grows (added over the exit strategy)")
-    for column in ("strategy", "hole", "memslots", "RSS", "RSS added", "USS added"):
-        mem.add_column(column, justify="right")
-    for row in report["memory"]:
-        mem.add_row(row["strategy"], f"{row['hole_bytes'] >> 20} MiB", str(row["memslots"]),
-                    f"{row['rss_bytes'] / 1e6:.1f} MB", f"{row['rss_added_bytes'] / 1e6:.1f} MB",
-                    f"{row['uss_added_bytes'] / 1e6:.1f} MB")
-    console.print(mem)
+    _print_memory(report["memory"], "", console)
     _print_qemu(report["qemu"], console)
     _print_probe_overhead(report["probe_overhead"], console)
     scrape = report["views"]["exporter"]
@@ -42,6 +35,17 @@ def print_tables(report: dict, console: Console) -> None:
         _print_scale(report["scale"], console)
     if "svm" in report:
         _print_svm(report["svm"], console)
+
+
+def _print_memory(rows: list[dict], where: str, console: Console) -> None:
+    mem = Table(title=f"host memory as the hole grows{where} (added over the exit strategy)")
+    for column in ("strategy", "hole", "memslots", "RSS", "RSS added", "USS added"):
+        mem.add_column(column, justify="right")
+    for row in rows:
+        mem.add_row(row["strategy"], f"{row['hole_bytes'] >> 20} MiB", str(row["memslots"]),
+                    f"{row['rss_bytes'] / 1e6:.1f} MB", f"{row['rss_added_bytes'] / 1e6:.1f} MB",
+                    f"{row['uss_added_bytes'] / 1e6:.1f} MB")
+    console.print(mem)
 
 
 def _print_cost(cost: dict, where: str, console: Console) -> None:
@@ -105,6 +109,8 @@ def _print_svm(svm: dict, console: Console) -> None:
     h = svm["host"]
     _print_cost(svm["access_cost"], f" in the SVM host (kernel {h['kernel']}, "
                 f"{h['virtualization']})", console)
+    if "memory" in svm:
+        _print_memory(svm["memory"], " in the SVM host", console)
     console.print(f"[italic]{svm['caveat']}[/]")
     if "linux_boot" in svm:
         _print_linux_boot(svm["linux_boot"], console)

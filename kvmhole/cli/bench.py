@@ -33,8 +33,9 @@ class _Bar:
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write report.json and PNG plots into this directory.")
 @click.option("--svm", is_flag=True,
-              help="Also run the access-cost section inside an SVM host (kvmhole svmhost): "
-                   "the hardware path, in TCG time; adds minutes.")
+              help="Also run the access-cost and memory sections inside an SVM host "
+                   "(kvmhole svmhost) whose KVM is the KVM_MEM_PCI_HOLE port, so native "
+                   "runs beside the others: the hardware path, in TCG time; adds minutes.")
 @click.option("--scale", is_flag=True,
               help="Also run up to 500 idle guests (100 with --quick) beside two busy "
                    "ones under one monitor; adds minutes.")

@@ -8,13 +8,11 @@ for a guest that re-reads them.
 """
 
 import json
-import os
 import re
 import signal
 import subprocess
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 
@@ -168,15 +166,3 @@ def test_trace_export_and_top_show_the_hardware_path(registry, tmp_path):
     last = [r for r in rows if r["pid"] == run["pid"]][-1]
     assert (last["hole_reads_in_kernel"], last["hole_read_exits"]) == (PAGES, 0)
     assert last["kernel_time"]["count"] == PAGES
-
-
-def test_bench_access_cost_section_runs_here():
-    """What `kvmhole bench --svm` runs in the SVM host: every strategy, counted."""
-    from kvmhole.bench import svm
-
-    svm._inside(pages=256, reps=1, linux_boots=False)  # those: test_linux_guest.py
-    report = json.loads((Path(os.environ["KVMHOLE_SVMHOST_OUT"]) / svm.RESULT).read_text())
-    assert report["host"]["virtualization"] == "svm"
-    exits = {name: s["userspace_exits_per_read"]
-             for name, s in report["access_cost"]["strategies"].items()}
-    assert exits == {"exit": 1.0, "exit (C loop)": 1.0, "dense": 0.0, "alias": 0.0}
