@@ -10,7 +10,6 @@ import threading
 import time
 
 import psutil
-import pytest
 
 from tests.conftest import KVMHOLE
 from tests.live import sample, scrape, start_export, stop
@@ -90,10 +89,6 @@ def footprint(processes: dict[str, psutil.Process]) -> dict[str, tuple[int, int]
     return {name: (p.memory_info().rss, p.num_threads()) for name, p in processes.items()}
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "regression found when issues 13, 14 and 17 were merged: under the soak's load a "
-    "short guest can lose its registry name in trace and the exporter can miss final "
-    "counts; issue 14 stays open until this passes again"))
 def test_soak(run_dir, tmp_path):
     drop_garbage(run_dir)
     # files: a pipe nobody reads until the end would stall trace once full
@@ -189,11 +184,5 @@ def test_soak(run_dir, tmp_path):
                                           {"mechanism": "ecam", "served": "kernel"}),
                                          ("kvmhole_pci_hole_reads_total",
                                           {"mechanism": "ecam", "served": "userspace"}))]
-        expected = [run["kvm_stats"]["mmio_exits"], row["hole_reads_in_kernel"],
-                    row["hole_read_exits"]]
-        # Known gap found when issues 13, 14 and 17 were merged (see the closing note):
-        # the exporter does not always serve a guest's final counts (a crashed guest not
-        # at all, a mixed guest's last minutes missing). Until that is fixed, what it
-        # serves is bounded by trace's final counts instead of equal to them.
-        assert all(v is None or v <= e + reads for v, e in zip(served, expected, strict=True)), \
-            (run["name"], served, expected)
+        assert served == [run["kvm_stats"]["mmio_exits"], row["hole_reads_in_kernel"],
+                          row["hole_read_exits"]], (run["name"], served)
