@@ -136,7 +136,7 @@ class TopApp(App):
         status = Text(" · ".join(parts))  # Text, not markup: the filter may hold a "["
         if self.paused:
             status.append("  PAUSED ", style="bold reverse")
-        self.query_one("#status", Static).update(status)
+        self.query_one("#status", Static).update(status, layout=False)  # one line, always
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         self._show_detail()
