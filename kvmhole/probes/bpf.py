@@ -38,6 +38,10 @@ REASON_ERROR = NR_REASONS  # the counter of KVM_RUN failures other than EINTR
 EXIT_REASONS = {**{n: name for n, name in EXIT_NAMES.items() if n < NR_REASONS},
                 REASON_ERROR: "ERROR"}
 
+# The maps that grow with guests (holes, counts) and vCPU threads (vcpus): what a
+# full one refuses is counted per map (map_full in the C), in this order.
+GROWING_MAPS = ("holes", "counts", "vcpus")
+
 # The sizes the BPF program is compiled with: passed as -D, never written in the C.
 CONSTANTS = {
     "MAX_HOLES": MAX_HOLES,
@@ -51,6 +55,13 @@ CONSTANTS = {
     "PCI_IDENTITY_END": pci.IDENTITY_END,
     "MAX_FUNCTIONS": 1 << 17,  # what is known per function: two guests' full 256-bus scans
     "MAX_BUS_ENTRIES": 1 << 14,  # absent-function reads per bus: 256 buses of 64 guests
+    "MAX_GUESTS": 1024,  # holes and counts
+    "MAX_VCPUS": 8192,  # vcpus, keyed by thread
+    **{f"FULL_{m.upper()}": i for i, m in enumerate(GROWING_MAPS)},  # index in map_full[]
+    "NR_FULL_MAPS": len(GROWING_MAPS),
+    # refused guests and threads remembered, so that each is counted once however often
+    # it retries; past this many at once, the longest-refused may be counted again
+    "MAX_REFUSED": 4096,
 }
 
 
@@ -69,11 +80,15 @@ class RawCounts:
 
 
 class ProbeProgram:
-    def __init__(self, plan: ProbePlan, auto_track: bool, events: bool):
+    def __init__(self, plan: ProbePlan, auto_track: bool, events: bool,
+                 sizes: dict[str, int] | None = None):
+        """sizes: CONSTANTS to compile with other values (tests fill maps with a few
+        guests this way)."""
         host.prepare()
         from bcc import BPF  # only after prepare(): bcc reads BCC_KERNEL_SOURCE when compiling
 
-        cflags = ["-Wno-macro-redefined", *(f"-D{k}={v}" for k, v in CONSTANTS.items())]
+        constants = {**CONSTANTS, **(sizes or {})}
+        cflags = ["-Wno-macro-redefined", *(f"-D{k}={v}" for k, v in constants.items())]
         if plan.path == "emulated":
             cflags.append("-DEMULATED_PATH")
         elif plan.path == "vmx/svm":
@@ -115,11 +130,18 @@ class ProbeProgram:
         table[table.Key(0)] = self._holes_leaf(ranges, None)
 
     def track(self, pid: int, ranges: list[tuple[int, int]],
-              ecam: tuple[int, int] | None = None) -> None:
-        """Count guest `pid` with these hole ranges (keeping the name BPF recorded)."""
+              ecam: tuple[int, int] | None = None) -> bool:
+        """Count guest `pid` with these hole ranges (keeping the name BPF recorded);
+        False if `holes` is full and did not have it."""
         key = self.holes.Key(pid)
         old = self.holes.get(key)
-        self.holes[key] = self._holes_leaf(ranges, ecam, bytes(old.comm) if old else b"")
+        try:
+            self.holes[key] = self._holes_leaf(ranges, ecam, bytes(old.comm) if old else b"")
+        except Exception:  # bcc raises bare Exception when the update fails (E2BIG: full)
+            if len(self.holes) < self.holes.max_entries:
+                raise
+            return False
+        return True
 
     def comm(self, pid: int) -> str:
         leaf = self.holes.get(self.holes.Key(pid))
@@ -151,7 +173,12 @@ class ProbeProgram:
     def map_fill(self) -> dict[str, list[int]]:
         """[entries, max_entries] of the maps that grow with guests and vCPUs."""
         return {name: [len(table), table.max_entries] for name, table in
-                (("holes", self.holes), ("counts", self.counts), ("vcpus", self.vcpus))}
+                zip(GROWING_MAPS, (self.holes, self.counts, self.vcpus), strict=True)}
+
+    def map_full(self) -> dict[str, int]:
+        """Per growing map: the guests (threads for vcpus) BPF could not add to it, full."""
+        table = self.bpf[b"map_full"]
+        return {name: table[table.Key(i)].value for i, name in enumerate(GROWING_MAPS)}
 
     def forget(self, pid: int) -> None:
         """Drop every map entry of an exited guest."""

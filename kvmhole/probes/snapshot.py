@@ -205,6 +205,8 @@ class ProbeHealth:
     # per BPF map keyed by guest or thread: [entries, max_entries]; a full map
     # cannot take a new guest
     maps: dict[str, list[int]] = field(default_factory=dict)
+    # per such map: the guests (threads, for vcpus) it refused, full: not counted
+    map_full: dict[str, int] = field(default_factory=dict)
 
     @property
     def kernel_counts(self) -> str:
@@ -248,7 +250,8 @@ class Snapshot:
             lost_events=_need(probe.get("lost_events", 0), int, "probe.lost_events"),
             tracepoints=[_need(t, str, "a tracepoint")
                          for t in _need(probe.get("tracepoints", []), list, "tracepoints")],
-            message=_need(probe.get("message", ""), str, "probe.message"))
+            message=_need(probe.get("message", ""), str, "probe.message"),
+            map_full=_counts(probe.get("map_full", {}), "probe.map_full"))
         guests = [_guest(g) for g in _need(raw.get("guests", []), list, "guests")]
         return cls(_need(raw.get("ts"), float, "ts"),
                    _need(raw.get("interval_s"), float, "interval_s"), health, guests)
