@@ -2,7 +2,7 @@
 
 import contextlib
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from kvmhole.guests import protocol
@@ -15,6 +15,7 @@ from kvmhole.probes.snapshot import (
     TOP_BUSES,
     BusReads,
     ConfigCounts,
+    Histogram,
     config_counts,
 )
 from kvmhole.vmm import pci
@@ -67,16 +68,18 @@ CONSTANTS = {
 
 @dataclass
 class RawCounts:
-    """One guest's counters as the BPF maps hold them (cumulative since they were created)."""
+    """One guest's counters as the BPF maps hold them (cumulative since they were
+    created), in the snapshot's types and under GuestStats' field names."""
 
     config: dict[str, ConfigCounts] = field(default_factory=config_counts)  # every mechanism
     buses: list[BusReads] = field(default_factory=list)  # the TOP_BUSES busiest
-    exits: dict[str, int] = field(default_factory=dict)
-    # a guest that has not exited yet has all its buckets, at zero: views zip them with bounds
-    roundtrip: list[int] = field(default_factory=lambda: [0] * CONSTANTS["NR_BUCKETS"])
-    roundtrip_sum_ns: int = 0
-    kernel_time: list[int] = field(default_factory=lambda: [0] * CONSTANTS["NR_BUCKETS"])
-    kernel_time_sum_ns: int = 0
+    userspace_exits: dict[str, int] = field(default_factory=dict)
+    roundtrip: Histogram = field(default_factory=Histogram)
+    kernel_time: Histogram = field(default_factory=Histogram)  # VMX_PATH only
+
+
+def _histogram(buckets, sum_ns: int) -> Histogram:
+    return Histogram(counts=list(buckets), sum_s=sum_ns / 1e9)
 
 
 class ProbeProgram:
@@ -156,13 +159,15 @@ class ProbeProgram:
         for key, leaf in self.counts.items():
             busiest = sorted(buses.get(key.value, []), key=lambda b: (-b.total, b.bus))
             found[key.value] = RawCounts(
-                config={m: ConfigCounts(c.reads_in_kernel, c.read_exits, c.writes, c.functions,
-                                        c.exits)
+                # struct config_counts' members are ConfigCounts' fields, by name
+                config={m: ConfigCounts(**{f.name: getattr(c, f.name)
+                                           for f in fields(ConfigCounts)})
                         for m, c in zip(MECHANISMS, leaf.config, strict=True)},
                 buses=busiest[:TOP_BUSES],
-                exits={EXIT_REASONS.get(i, str(i)): n for i, n in enumerate(leaf.exits) if n},
-                roundtrip=list(leaf.rt), roundtrip_sum_ns=leaf.rt_sum_ns,
-                kernel_time=list(leaf.kt), kernel_time_sum_ns=leaf.kt_sum_ns)
+                userspace_exits={EXIT_REASONS.get(i, str(i)): n
+                                 for i, n in enumerate(leaf.exits) if n},
+                roundtrip=_histogram(leaf.rt, leaf.rt_sum_ns),
+                kernel_time=_histogram(leaf.kt, leaf.kt_sum_ns))
         return found
 
     def capacity(self) -> dict[str, int]:

@@ -15,12 +15,9 @@ from pathlib import Path
 from kvmhole.probes import discovery, kvmstats
 from kvmhole.probes.bpf import ProbeProgram, RawCounts
 from kvmhole.probes.plan import probe_plan
-from kvmhole.probes.snapshot import GuestStats, Histogram, ProbeHealth, Snapshot
+from kvmhole.probes.snapshot import GuestStats, ProbeHealth, Snapshot, per_second
 from kvmhole.probes.watch import RegistryWatcher
 from kvmhole.vmm import registry
-
-RATE_COUNTERS = ("hole_reads_in_kernel", "hole_read_exits", "hole_write_exits",
-                 "hole_exits_userspace", "userspace_exits")
 
 
 class Monitor:
@@ -200,28 +197,17 @@ class Monitor:
 
     def _stats(self, pid: int, raw: RawCounts, interval: float) -> GuestStats:
         who = self._identity(pid)
-        stats = GuestStats(
-            pid=pid, name=who.name, vmm=who.vmm, strategy=who.strategy,
-            holes=list(who.holes or []), config=raw.config, buses=raw.buses,
-            userspace_exits=dict(raw.exits),
-            roundtrip=Histogram(counts=raw.roundtrip, sum_s=raw.roundtrip_sum_ns / 1e9))
+        stats = GuestStats(pid=pid, name=who.name, vmm=who.vmm, strategy=who.strategy,
+                           holes=list(who.holes or []), **vars(raw))
         with self._lock:
             kvm_stats = self._kvm_stats.get(pid)
         if kvm_stats is not None:
             stats.kvm_stats = kvm_stats.read()
-        if self.plan.path == "vmx/svm":
-            stats.kernel_time = Histogram(counts=raw.kernel_time,
-                                          sum_s=raw.kernel_time_sum_ns / 1e9)
-        current = {
-            "hole_reads_in_kernel": stats.hole_reads_in_kernel,
-            "hole_read_exits": stats.hole_read_exits,
-            "hole_write_exits": stats.hole_write_exits,
-            "hole_exits_userspace": stats.hole_exits_userspace,
-            "userspace_exits": sum(stats.userspace_exits.values()),
-        }
-        before = self._previous.get(pid, dict.fromkeys(RATE_COUNTERS, 0))
-        stats.rates = {k: (current[k] - before[k]) / interval for k in RATE_COUNTERS}
-        self._previous[pid] = current
+        if self.plan.path != "vmx/svm":  # the only path that can time KVM
+            stats.kernel_time = None
+        totals = stats.totals()
+        stats.rates = per_second(totals, self._previous.get(pid, {}), interval)
+        self._previous[pid] = totals
         return stats
 
     def rescan(self) -> None:
