@@ -14,7 +14,10 @@
  * NR_MECHANISMS (each mechanism's index in config[]: snapshot.MECHANISMS),
  * PCI_CONFIG_ADDRESS and PCI_CONFIG_DATA (the type-1 ports: guests/src/protocol.h),
  * PCI_IDENTITY_END (where the identity registers end: vmm/pci.py),
- * MAX_FUNCTIONS and MAX_BUS_ENTRIES (the per-function and per-bus maps).
+ * MAX_FUNCTIONS and MAX_BUS_ENTRIES (the per-function and per-bus maps),
+ * MAX_GUESTS and MAX_VCPUS (the per-guest and per-thread maps), FULL_HOLES,
+ * FULL_COUNTS, FULL_VCPUS and NR_FULL_MAPS (each map's index in map_full[]),
+ * MAX_REFUSED (how many refused guests and threads are remembered).
  *
  * Compile-time switches (set by kvmhole/probes/bpf.py from the probe plan):
  *   EMULATED_PATH  hole reads recognised from guest page walks (emulated/PVM hosts)
@@ -32,6 +35,7 @@
 #define KVM_EXIT_IO 2
 #define KVM_EXIT_INTR 10
 #define EINTR 4
+#define E2BIG 7              /* what inserting a new key into a full hash map returns */
 #define KVM_PIO_IN 0
 #define CONFIG_ENABLE 0x80000000u /* type-1 address: bit 31 enables the config cycle */
 /* what is known of one function (struct function_key) */
@@ -123,9 +127,20 @@ struct exit_event {
 	u64 latency_ns;
 };
 
-BPF_HASH(holes, u32, struct guest_holes, 1024);    /* tracked guests; written by userspace */
-BPF_HASH(counts, u32, struct guest_counts, 1024);
-BPF_HASH(vcpus, u32, struct vcpu_state, 8192);     /* keyed by thread id */
+BPF_HASH(holes, u32, struct guest_holes, MAX_GUESTS);  /* tracked guests; also userspace's */
+BPF_HASH(counts, u32, struct guest_counts, MAX_GUESTS);
+BPF_HASH(vcpus, u32, struct vcpu_state, MAX_VCPUS);    /* keyed by thread id */
+/*
+ * Guests (holes, counts) and threads (vcpus) a full map refused, per map: what
+ * is not counted is counted here, never lost silently. `refused` remembers who
+ * was refused already, so each is counted once however often it retries.
+ */
+BPF_ARRAY(map_full, u64, NR_FULL_MAPS);
+struct refused_key {
+	u32 map;              /* FULL_* */
+	u32 id;               /* tgid (holes, counts) or thread id (vcpus) */
+};
+BPF_TABLE("lru_hash", struct refused_key, u8, refused, MAX_REFUSED);
 BPF_ARRAY(default_holes, struct guest_holes, 1);   /* what AUTO_TRACK gives a new guest */
 BPF_ARRAY(zero_counts, struct guest_counts, 1);    /* never written: a zeroed initialiser */
 BPF_HASH(functions, struct function_key, u32, MAX_FUNCTIONS);  /* FN_* flags */
@@ -134,6 +149,17 @@ BPF_HASH(buses, struct bus_key, struct bus_reads, MAX_BUS_ENTRIES);
 BPF_RINGBUF_OUTPUT(events, 1024);  /* 4 MiB: ~130k exits of slack for the reader */
 BPF_ARRAY(lost, u64, 1);
 #endif
+
+static __always_inline void count_refusal(u32 map, u32 id)
+{
+	struct refused_key key = {.map = map, .id = id};
+	u8 yes = 1;
+	if (refused.insert(&key, &yes) != 0)
+		return;   /* refused before: counted then */
+	u64 *n = map_full.lookup(&map);
+	if (n)
+		__sync_fetch_and_add(n, 1);
+}
 
 static __always_inline int in_hole(struct guest_holes *h, u64 gpa)
 {
@@ -155,7 +181,8 @@ static __always_inline struct guest_counts *counts_of(u32 tgid)
 	struct guest_counts *init = zero_counts.lookup(&zero);
 	if (!init)
 		return 0;
-	counts.insert(&tgid, init);
+	if (counts.insert(&tgid, init) == -E2BIG)
+		count_refusal(FULL_COUNTS, tgid);
 	return counts.lookup(&tgid);
 }
 
@@ -166,7 +193,8 @@ static __always_inline struct vcpu_state *vcpu_of(u32 tid, u32 tgid)
 		return v;
 	struct vcpu_state init = {};
 	init.tgid = tgid;
-	vcpus.insert(&tid, &init);
+	if (vcpus.insert(&tid, &init) == -E2BIG)
+		count_refusal(FULL_VCPUS, tid);
 	return vcpus.lookup(&tid);
 }
 
@@ -307,7 +335,8 @@ TRACEPOINT_PROBE(raw_syscalls, sys_enter)
 		struct guest_holes *d = default_holes.lookup(&zero);
 		if (!d)
 			return 0;
-		holes.insert(&tgid, d);
+		if (holes.insert(&tgid, d) == -E2BIG)
+			count_refusal(FULL_HOLES, tgid);
 		struct guest_holes *h = holes.lookup(&tgid);
 		if (!h)
 			return 0;

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from kvmhole.probes.bpf import CONSTANTS, GROWING_MAPS
 from tests.conftest import KVMHOLE, kvmhole
 from tests.prometheus_harness import (
     Prometheus,
@@ -179,10 +180,11 @@ def test_live_metrics_pass_promtool(live):
 
 
 def test_self_metrics_and_bpf_map_fill(live):
-    """The exporter's own health, and each map's size as bpf/kvmhole.bpf.c declares it."""
+    """The exporter's own health, and each map's size as bpf/kvmhole.bpf.c declares it
+    (a constant kvmhole/probes/bpf.py passes to the compile)."""
     source = (Path(__file__).resolve().parent.parent / "bpf" / "kvmhole.bpf.c").read_text()
-    declared = {name: float(size) for name, size in
-                re.findall(r"BPF_HASH\((\w+),[^;]*?(\d+)\);", source)}
+    declared = {name: float(CONSTANTS[size]) for name, size in
+                re.findall(r"BPF_HASH\((\w+),[^;]*?(\w+)\);", source) if name in GROWING_MAPS}
     prometheus = live.prometheus
     size = {r["metric"]["map"]: float(r["value"][1])
             for r in prometheus.query("kvmhole_probe_map_max_entries")}

@@ -106,7 +106,8 @@ def test_counters_and_info_carry_the_snapshot_counts():
 
 
 def test_self_metrics_and_map_fill():
-    probe = ProbeHealth("emulated", maps={"counts": [3, 1024], "vcpus": [5, 8192]})
+    probe = ProbeHealth("emulated", maps={"counts": [3, 1024], "vcpus": [5, 8192]},
+                        map_full={"holes": 2, "counts": 0, "vcpus": 0})
     store = store_with(snapshot(guest(7, "vm-a"), guest(8, "vm-b"), probe=probe))
     self_metrics = SelfMetrics()
     registry = CollectorRegistry()
@@ -123,6 +124,7 @@ def test_self_metrics_and_map_fill():
     samples = scrape(store)  # a collector of its own: it has seen no scrape yet
     assert samples[key("kvmhole_probe_map_entries", map="counts")] == 3
     assert samples[key("kvmhole_probe_map_max_entries", map="vcpus")] == 8192
+    assert samples[key("kvmhole_probe_map_full_total", map="holes")] == 2
     assert samples[key("kvmhole_exporter_guests")] == 2
     assert samples[key("kvmhole_exporter_scrape_duration_seconds_count")] == 0
 

@@ -170,3 +170,21 @@ def test_more_hole_runs_than_the_probes_take_is_refused(run_dir):
                for arg in ("--device", f"00:{d:02x}.{f}")]  # 64 functions, 65 runs
     done = kvmhole("run", "ecam-scan", *devices, check=False)
     assert_one_line_error(done, "65 runs", "at most 64")
+
+
+def test_guests_past_a_full_map_are_counted_and_warned_about(registry, capfd):
+    """Maps shrunk to two guests, four guests run one after the other (no poll in
+    between drops the first ones): two are counted exactly, the other two are counted
+    once each as refused (not once per KVM_RUN), and the monitor warns once."""
+    limit, started = 2, 4
+    with Monitor(sizes={"MAX_GUESTS": limit}) as monitor:
+        runs = [result(start_guest("ecam-scan", "--hole", "exit", "--pages", "10"))
+                for _ in range(started)]
+        first, second = monitor.poll(), monitor.poll()
+    for run in runs[:limit]:
+        assert_counted(first.guest(run["pid"]), run)
+    assert [g.pid for g in first.guests] == [run["pid"] for run in runs[:limit]]
+    assert first.probe.map_full == second.probe.map_full == {
+        "holes": started - limit, "counts": 0, "vcpus": 0}
+    err = capfd.readouterr().err
+    assert err.count("warning: the BPF map holes is full (2 entries)") == 1, err

@@ -27,7 +27,7 @@ def print_tables(report: dict, console: Console) -> None:
                   f"poll {_spread(scrape['scrape_ms'])} ms, another before the next poll "
                   f"{_spread(scrape['scrape_again_ms'])} ms, {scrape['bytes'] / 1e3:.0f} kB")
     tui = report["views"]["tui"]
-    console.print(f"kvmhole top, {tui['guests']} guests: taking a snapshot "
+    console.print(f"kvmhole top, {tui['guests']} guests, CPU time: taking a snapshot "
                   f"{_spread(tui['apply_ms'])} ms, snapshot and repaint "
                   f"{_spread(tui['refresh_ms'])} ms, idle repaint cycle "
                   f"{_spread(tui['idle_repaint_ms'])} ms")
@@ -74,7 +74,7 @@ def _print_scale(scale: dict, console: Console) -> None:
     table = Table(title=f"one monitor, idle guests plus two busy ones ({scale['busy_pages']} "
                         "hole reads each; median, min-max)")
     for column in ("idle guests", "busy counted exactly", "all idle listed", "poll, ms",
-                   "scrape, ms", "scrape, kB", "top refresh, ms", "monitor RSS, MB",
+                   "scrape, ms", "scrape, kB", "top refresh, CPU ms", "monitor RSS, MB",
                    "monitor CPU"):
         table.add_column(column, justify="right")
     for row in scale["rows"]:

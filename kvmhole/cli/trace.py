@@ -5,14 +5,13 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import asdict
 
 import click
 
 from kvmhole.cli.params import DURATION, INTERVAL
 from kvmhole.cli.watching import monitor_args, watch_options
 from kvmhole.probes.snapshot import GuestStats, Histogram, ProbeHealth
-from kvmhole.tui.columns import printable
+from kvmhole.tui.columns import printable, seconds
 
 
 @click.command()
@@ -102,31 +101,20 @@ def _wait(monitor, seconds: float, events: bool, stop: threading.Event) -> None:
 
 
 def _row(ts: float, g: GuestStats) -> dict:
-    return {
-        "ts": round(ts, 6), "pid": g.pid, "guest": g.name, "vmm": g.vmm,
-        "strategy": g.strategy, "alive": g.alive,
-        "hole_reads_in_kernel": g.hole_reads_in_kernel,
-        "hole_exits_userspace": g.hole_exits_userspace,
-        "hole_read_exits": g.hole_read_exits, "hole_write_exits": g.hole_write_exits,
-        "config": {m: asdict(c) for m, c in g.config.items()},
-        "buses": [{"bus": b.bus, **b.reads} for b in g.buses],
-        "cost_estimates": {m: e.to_dict() for m, e in g.cost_estimates().items()},
-        "userspace_exits": g.userspace_exits, "kvm_stats": g.kvm_stats,
-        "rates": {k: round(v, 3) for k, v in g.rates.items()},
-        "roundtrip": _summary(g.roundtrip),
-        "kernel_time": None if g.kernel_time is None else _summary(g.kernel_time),
-    }
+    """The guest's snapshot JSON under the keys trace has always printed (README and
+    users' scripts read them): the name as `guest`, each bus's reads flat beside its
+    number, histograms as their summary."""
+    row = g.to_dict()
+    row["guest"] = row.pop("name")
+    row["buses"] = [{"bus": b.bus, **b.reads} for b in g.buses]
+    row["roundtrip"] = _summary(g.roundtrip)
+    row["kernel_time"] = None if g.kernel_time is None else _summary(g.kernel_time)
+    return {"ts": round(ts, 6), **row}
 
 
 def _summary(h: Histogram) -> dict:
     return {"count": h.count, "sum_s": h.sum_s, "p50_s": h.quantile(0.5),
             "p99_s": h.quantile(0.99)}
-
-
-def _seconds(value: float | None) -> str:
-    if value is None:
-        return "-"
-    return f"{value * 1e6:.1f}us" if value < 1e-3 else f"{value * 1e3:.1f}ms"
 
 
 def _mechanisms(g: GuestStats) -> str:
@@ -150,9 +138,9 @@ def _text(ts: float, g: GuestStats) -> str:
             f"hole exits {g.hole_read_exits} reads {g.hole_write_exits} writes, "
             f"in kernel/exited by mechanism: {_mechanisms(g)}"
             + (f", busiest buses {buses}" if buses else "") +
-            f", exits {exits}, round trip p50 <= {_seconds(g.roundtrip.quantile(0.5))}"
+            f", exits {exits}, round trip p50 <= {seconds(g.roundtrip.quantile(0.5))}"
             + ("" if g.kernel_time is None
-               else f", in kernel p50 <= {_seconds(g.kernel_time.quantile(0.5))}"))
+               else f", in kernel p50 <= {seconds(g.kernel_time.quantile(0.5))}"))
 
 
 def _print_event(event, as_json: bool, stop: threading.Event,
@@ -177,4 +165,4 @@ def _echo_event(event, as_json: bool) -> None:
                                "latency_s": event.latency_ns / 1e9}))
     else:
         click.echo(f"exit pid {event.pid} tid {event.tid} {reason} addr {event.addr:#x} "
-                   f"round trip {_seconds(event.latency_ns / 1e9)}")
+                   f"round trip {seconds(event.latency_ns / 1e9)}")

@@ -61,10 +61,15 @@ def _probe_families(snapshot: Snapshot) -> Iterator[Metric]:
                                 labels=("map",))
     capacity = GaugeMetricFamily("kvmhole_probe_map_max_entries",
                                  "Entries a BPF map can hold.", labels=("map",))
+    full = CounterMetricFamily("kvmhole_probe_map_full",
+                               "Guests (vCPU threads, for map=vcpus) a full BPF map refused: "
+                               "not counted at all.", labels=("map",))
     for name, (used, size) in sorted(probe.maps.items()):
         entries.add_metric((name,), used)
         capacity.add_metric((name,), size)
-    yield from (entries, capacity)
+    for name, refused in sorted(probe.map_full.items()):
+        full.add_metric((name,), refused)
+    yield from (entries, capacity, full)
 
 
 def _guest_families(snapshot: Snapshot) -> Iterator[Metric]:

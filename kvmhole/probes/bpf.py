@@ -2,7 +2,7 @@
 
 import contextlib
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from kvmhole.guests import protocol
@@ -15,6 +15,7 @@ from kvmhole.probes.snapshot import (
     TOP_BUSES,
     BusReads,
     ConfigCounts,
+    Histogram,
     config_counts,
 )
 from kvmhole.vmm import pci
@@ -38,6 +39,10 @@ REASON_ERROR = NR_REASONS  # the counter of KVM_RUN failures other than EINTR
 EXIT_REASONS = {**{n: name for n, name in EXIT_NAMES.items() if n < NR_REASONS},
                 REASON_ERROR: "ERROR"}
 
+# The maps that grow with guests (holes, counts) and vCPU threads (vcpus): what a
+# full one refuses is counted per map (map_full in the C), in this order.
+GROWING_MAPS = ("holes", "counts", "vcpus")
+
 # The sizes the BPF program is compiled with: passed as -D, never written in the C.
 CONSTANTS = {
     "MAX_HOLES": MAX_HOLES,
@@ -51,29 +56,42 @@ CONSTANTS = {
     "PCI_IDENTITY_END": pci.IDENTITY_END,
     "MAX_FUNCTIONS": 1 << 17,  # what is known per function: two guests' full 256-bus scans
     "MAX_BUS_ENTRIES": 1 << 14,  # absent-function reads per bus: 256 buses of 64 guests
+    "MAX_GUESTS": 1024,  # holes and counts
+    "MAX_VCPUS": 8192,  # vcpus, keyed by thread
+    **{f"FULL_{m.upper()}": i for i, m in enumerate(GROWING_MAPS)},  # index in map_full[]
+    "NR_FULL_MAPS": len(GROWING_MAPS),
+    # refused guests and threads remembered, so that each is counted once however often
+    # it retries; past this many at once, the longest-refused may be counted again
+    "MAX_REFUSED": 4096,
 }
 
 
 @dataclass
 class RawCounts:
-    """One guest's counters as the BPF maps hold them (cumulative since they were created)."""
+    """One guest's counters as the BPF maps hold them (cumulative since they were
+    created), in the snapshot's types and under GuestStats' field names."""
 
     config: dict[str, ConfigCounts] = field(default_factory=config_counts)  # every mechanism
     buses: list[BusReads] = field(default_factory=list)  # the TOP_BUSES busiest
-    exits: dict[str, int] = field(default_factory=dict)
-    # a guest that has not exited yet has all its buckets, at zero: views zip them with bounds
-    roundtrip: list[int] = field(default_factory=lambda: [0] * CONSTANTS["NR_BUCKETS"])
-    roundtrip_sum_ns: int = 0
-    kernel_time: list[int] = field(default_factory=lambda: [0] * CONSTANTS["NR_BUCKETS"])
-    kernel_time_sum_ns: int = 0
+    userspace_exits: dict[str, int] = field(default_factory=dict)
+    roundtrip: Histogram = field(default_factory=Histogram)
+    kernel_time: Histogram = field(default_factory=Histogram)  # VMX_PATH only
+
+
+def _histogram(buckets, sum_ns: int) -> Histogram:
+    return Histogram(counts=list(buckets), sum_s=sum_ns / 1e9)
 
 
 class ProbeProgram:
-    def __init__(self, plan: ProbePlan, auto_track: bool, events: bool):
+    def __init__(self, plan: ProbePlan, auto_track: bool, events: bool,
+                 sizes: dict[str, int] | None = None):
+        """sizes: CONSTANTS to compile with other values (tests fill maps with a few
+        guests this way)."""
         host.prepare()
         from bcc import BPF  # only after prepare(): bcc reads BCC_KERNEL_SOURCE when compiling
 
-        cflags = ["-Wno-macro-redefined", *(f"-D{k}={v}" for k, v in CONSTANTS.items())]
+        constants = {**CONSTANTS, **(sizes or {})}
+        cflags = ["-Wno-macro-redefined", *(f"-D{k}={v}" for k, v in constants.items())]
         if plan.path == "emulated":
             cflags.append("-DEMULATED_PATH")
         elif plan.path == "vmx/svm":
@@ -117,11 +135,18 @@ class ProbeProgram:
         table[table.Key(0)] = self._holes_leaf(ranges, None, provisional=True)
 
     def track(self, pid: int, ranges: list[tuple[int, int]],
-              ecam: tuple[int, int] | None = None) -> None:
-        """Count guest `pid` with these hole ranges (keeping the name BPF recorded)."""
+              ecam: tuple[int, int] | None = None) -> bool:
+        """Count guest `pid` with these hole ranges (keeping the name BPF recorded);
+        False if `holes` is full and did not have it."""
         key = self.holes.Key(pid)
         old = self.holes.get(key)
-        self.holes[key] = self._holes_leaf(ranges, ecam, bytes(old.comm) if old else b"")
+        try:
+            self.holes[key] = self._holes_leaf(ranges, ecam, bytes(old.comm) if old else b"")
+        except Exception:  # bcc raises bare Exception when the update fails (E2BIG: full)
+            if len(self.holes) < self.holes.max_entries:
+                raise
+            return False
+        return True
 
     def comm(self, pid: int) -> str:
         leaf = self.holes.get(self.holes.Key(pid))
@@ -136,13 +161,15 @@ class ProbeProgram:
         for key, leaf in self.counts.items():
             busiest = sorted(buses.get(key.value, []), key=lambda b: (-b.total, b.bus))
             found[key.value] = RawCounts(
-                config={m: ConfigCounts(c.reads_in_kernel, c.read_exits, c.writes, c.functions,
-                                        c.exits)
+                # struct config_counts' members are ConfigCounts' fields, by name
+                config={m: ConfigCounts(**{f.name: getattr(c, f.name)
+                                           for f in fields(ConfigCounts)})
                         for m, c in zip(MECHANISMS, leaf.config, strict=True)},
                 buses=busiest[:TOP_BUSES],
-                exits={EXIT_REASONS.get(i, str(i)): n for i, n in enumerate(leaf.exits) if n},
-                roundtrip=list(leaf.rt), roundtrip_sum_ns=leaf.rt_sum_ns,
-                kernel_time=list(leaf.kt), kernel_time_sum_ns=leaf.kt_sum_ns)
+                userspace_exits={EXIT_REASONS.get(i, str(i)): n
+                                 for i, n in enumerate(leaf.exits) if n},
+                roundtrip=_histogram(leaf.rt, leaf.rt_sum_ns),
+                kernel_time=_histogram(leaf.kt, leaf.kt_sum_ns))
         return found
 
     def capacity(self) -> dict[str, int]:
@@ -153,7 +180,12 @@ class ProbeProgram:
     def map_fill(self) -> dict[str, list[int]]:
         """[entries, max_entries] of the maps that grow with guests and vCPUs."""
         return {name: [len(table), table.max_entries] for name, table in
-                (("holes", self.holes), ("counts", self.counts), ("vcpus", self.vcpus))}
+                zip(GROWING_MAPS, (self.holes, self.counts, self.vcpus), strict=True)}
+
+    def map_full(self) -> dict[str, int]:
+        """Per growing map: the guests (threads for vcpus) BPF could not add to it, full."""
+        table = self.bpf[b"map_full"]
+        return {name: table[table.Key(i)].value for i, name in enumerate(GROWING_MAPS)}
 
     def forget(self, pid: int) -> None:
         """Drop every map entry of an exited guest."""

@@ -15,12 +15,9 @@ from pathlib import Path
 from kvmhole.probes import discovery, kvmstats
 from kvmhole.probes.bpf import ProbeProgram, RawCounts
 from kvmhole.probes.plan import probe_plan
-from kvmhole.probes.snapshot import GuestStats, Histogram, ProbeHealth, Snapshot
+from kvmhole.probes.snapshot import GuestStats, ProbeHealth, Snapshot, per_second
 from kvmhole.probes.watch import RegistryWatcher
 from kvmhole.vmm import registry
-
-RATE_COUNTERS = ("hole_reads_in_kernel", "hole_read_exits", "hole_write_exits",
-                 "hole_exits_userspace", "userspace_exits")
 
 
 class Monitor:
@@ -28,20 +25,24 @@ class Monitor:
 
     def __init__(self, pids: set[int] | None = None,
                  hole_ranges: dict[int, list[tuple[int, int]]] | None = None,
-                 preset: str | None = None, events: bool = False):
+                 preset: str | None = None, events: bool = False,
+                 sizes: dict[str, int] | None = None):
+        """sizes: see ProbeProgram."""
         self.pids = set(pids) if pids is not None else None
         self.hole_ranges = {pid: list(r) for pid, r in (hole_ranges or {}).items()}
         self.default_holes = discovery.preset_ranges(preset)
         self.plan = probe_plan()
-        self.program = ProbeProgram(self.plan, auto_track=self.pids is None, events=events)
+        self.program = ProbeProgram(self.plan, auto_track=self.pids is None, events=events,
+                                    sizes=sizes)
         self.program.set_default_holes(self.default_holes)
         self._identities: dict[int, discovery.Identity] = {}
         self._kvm_stats: dict[int, kvmstats.GuestKvmStats | None] = {}
         self._lock = threading.Lock()  # the registry watcher thread adds identities
         self._previous: dict[int, dict[str, float]] = {}
         self._last_poll = time.time()
+        self._refused: set[int] = set()  # guests a full `holes` refused when userspace added them
         for pid in sorted((self.pids or set()) | set(self.hole_ranges)):
-            self.program.track(pid, self.hole_ranges.get(pid, self.default_holes))
+            self._track(pid, self.hole_ranges.get(pid, self.default_holes))
         self._warned: set[str] = set()
         self.watcher: RegistryWatcher | None = None
         self.rescan()
@@ -94,10 +95,11 @@ class Monitor:
             known = self._identities.get(pid)
             if self.program is None or (known is not None and known.registered):
                 return
-            self._identities[pid] = identity
             # the registry's hole ranges are exactly the absent functions of its window
             ecam = None if pid in self.hole_ranges else entry.get("ecam")
-            self.program.track(pid, holes, ecam)
+            if not self._track(pid, holes, ecam):
+                return  # not counted: reporting it with zeros would be a lie
+            self._identities[pid] = identity
             # now, while the VMM surely runs: a short guest may be gone by the next poll
             self._attach_kvm_stats(pid)
 
@@ -133,6 +135,16 @@ class Monitor:
             known = self._identities.get(pid)
         return start is not None and (known is None or known.start in (None, start))
 
+    def _track(self, pid: int, holes: list[tuple[int, int]],
+               ecam: tuple[int, int] | None = None) -> bool:
+        """Give BPF the guest's hole ranges. A full `holes` map refuses a new guest: with
+        no pid filter BPF counts that itself when the guest enters KVM_RUN (it adds
+        guests there); with one only userspace adds guests, so the refusal is counted here."""
+        tracked = self.program.track(pid, holes, ecam)
+        if not tracked and self.pids is not None:
+            self._refused.add(pid)
+        return tracked
+
     def _attach_kvm_stats(self, pid: int) -> None:
         if pid not in self._kvm_stats:
             self._kvm_stats[pid] = kvmstats.attach(pid)
@@ -167,8 +179,18 @@ class Monitor:
         self._last_poll = now
         health = ProbeHealth(path=self.plan.path, lost_events=self.program.lost_events(),
                              tracepoints=self.plan.tracepoints, message=self.plan.message,
-                             maps=self.program.map_fill())
+                             maps=self.program.map_fill(), map_full=self.program.map_full())
+        health.map_full["holes"] += len(self._refused)
+        self._warn_full(health)
         return Snapshot(ts=now, interval_s=interval, probe=health, guests=guests)
+
+    def _warn_full(self, health: ProbeHealth) -> None:
+        """Once per map, when it first refuses a guest (a thread, for vcpus)."""
+        for name, refused in health.map_full.items():
+            if refused:
+                self._warn(f"the BPF map {name} is full ({health.maps[name][1]} entries): "
+                           f"{'vCPU threads' if name == 'vcpus' else 'guests'} past it are "
+                           "not counted; the probe health's map_full counts them")
 
     def _final_kvm_stats(self, pid: int) -> dict | None:
         """From the exited VMM's registry entry, if it is this guest's."""
@@ -179,28 +201,17 @@ class Monitor:
 
     def _stats(self, pid: int, raw: RawCounts, interval: float) -> GuestStats:
         who = self._identity(pid)
-        stats = GuestStats(
-            pid=pid, name=who.name, vmm=who.vmm, strategy=who.strategy,
-            holes=list(who.holes or []), config=raw.config, buses=raw.buses,
-            userspace_exits=dict(raw.exits),
-            roundtrip=Histogram(counts=raw.roundtrip, sum_s=raw.roundtrip_sum_ns / 1e9))
+        stats = GuestStats(pid=pid, name=who.name, vmm=who.vmm, strategy=who.strategy,
+                           holes=list(who.holes or []), **vars(raw))
         with self._lock:
             kvm_stats = self._kvm_stats.get(pid)
         if kvm_stats is not None:
             stats.kvm_stats = kvm_stats.read()
-        if self.plan.path == "vmx/svm":
-            stats.kernel_time = Histogram(counts=raw.kernel_time,
-                                          sum_s=raw.kernel_time_sum_ns / 1e9)
-        current = {
-            "hole_reads_in_kernel": stats.hole_reads_in_kernel,
-            "hole_read_exits": stats.hole_read_exits,
-            "hole_write_exits": stats.hole_write_exits,
-            "hole_exits_userspace": stats.hole_exits_userspace,
-            "userspace_exits": sum(stats.userspace_exits.values()),
-        }
-        before = self._previous.get(pid, dict.fromkeys(RATE_COUNTERS, 0))
-        stats.rates = {k: (current[k] - before[k]) / interval for k in RATE_COUNTERS}
-        self._previous[pid] = current
+        if self.plan.path != "vmx/svm":  # the only path that can time KVM
+            stats.kernel_time = None
+        totals = stats.totals()
+        stats.rates = per_second(totals, self._previous.get(pid, {}), interval)
+        self._previous[pid] = totals
         return stats
 
     def rescan(self) -> None:

@@ -7,7 +7,7 @@ rates are per second over the last interval.
 
 import json
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 
 # Userspace round trip (return from KVM_RUN -> next KVM_RUN) buckets: powers of two
 # of nanoseconds, 256 ns .. ~8.6 s; the last bucket is +Inf.
@@ -34,6 +34,12 @@ class ConfigCounts:
     writes: int = 0
     functions: int = 0  # distinct absent functions accessed
     exits: int = 0  # userspace exits the read exits cost (type-1: address write + data read)
+
+
+def per_second(totals: dict[str, float], before: dict[str, float],
+               interval_s: float) -> dict[str, float]:
+    """Rates of cumulative counters over one interval; a counter absent before was 0."""
+    return {name: (n - before.get(name, 0)) / interval_s for name, n in totals.items()}
 
 
 def config_counts(**by_mechanism: ConfigCounts) -> dict[str, ConfigCounts]:
@@ -169,6 +175,17 @@ class GuestStats:
         total = self.hole_reads_in_kernel + self.hole_read_exits
         return self.hole_reads_in_kernel / total if total else None
 
+    def to_dict(self) -> dict:
+        """The guest as JSON: its fields, plus the DERIVED counts and the cost estimates
+        for readers that do not recompute them (ignored on load)."""
+        return {**asdict(self), **{name: getattr(self, name) for name in DERIVED},
+                "cost_estimates": {m: e.to_dict() for m, e in self.cost_estimates().items()}}
+
+    def totals(self) -> dict[str, int]:
+        """The cumulative counters the monitor turns into `rates`, by rate name."""
+        return {**{name: getattr(self, name) for name in DERIVED},
+                "userspace_exits": sum(self.userspace_exits.values())}
+
     @property
     def time_saved_s(self) -> float | None:
         """Exits avoided x the median measured userspace round trip (interpolated as
@@ -205,6 +222,8 @@ class ProbeHealth:
     # per BPF map keyed by guest or thread: [entries, max_entries]; a full map
     # cannot take a new guest
     maps: dict[str, list[int]] = field(default_factory=dict)
+    # per such map: the guests (threads, for vcpus) it refused, full: not counted
+    map_full: dict[str, int] = field(default_factory=dict)
 
     @property
     def kernel_counts(self) -> str:
@@ -227,11 +246,7 @@ class Snapshot:
         return next((g for g in self.guests if g.pid == pid), None)
 
     def to_dict(self) -> dict:
-        out = asdict(self)
-        for raw, guest in zip(out["guests"], self.guests, strict=True):
-            raw.update({name: getattr(guest, name) for name in DERIVED})
-            raw["cost_estimates"] = {m: e.to_dict() for m, e in guest.cost_estimates().items()}
-        return out
+        return {**asdict(replace(self, guests=[])), "guests": [g.to_dict() for g in self.guests]}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), separators=(",", ":"))
@@ -248,7 +263,8 @@ class Snapshot:
             lost_events=_need(probe.get("lost_events", 0), int, "probe.lost_events"),
             tracepoints=[_need(t, str, "a tracepoint")
                          for t in _need(probe.get("tracepoints", []), list, "tracepoints")],
-            message=_need(probe.get("message", ""), str, "probe.message"))
+            message=_need(probe.get("message", ""), str, "probe.message"),
+            map_full=_counts(probe.get("map_full", {}), "probe.map_full"))
         guests = [_guest(g) for g in _need(raw.get("guests", []), list, "guests")]
         return cls(_need(raw.get("ts"), float, "ts"),
                    _need(raw.get("interval_s"), float, "interval_s"), health, guests)
@@ -311,7 +327,8 @@ def _bus(raw) -> BusReads:
     return BusReads(_need(b.get("bus"), int, "a bus"), _counts(b.get("reads", {}), "bus reads"))
 
 
-# Written into each guest's JSON for readers that do not recompute them; ignored on load.
+# Written into each guest's JSON for readers that do not recompute them (ignored on
+# load), and, with the total of userspace exits, the counters the monitor rates.
 DERIVED = ("hole_reads_in_kernel", "hole_read_exits", "hole_write_exits", "hole_exits_userspace")
 
 

@@ -129,6 +129,9 @@ class TopApp(App):
             parts.append(f"probes {probe.path}" + ("" if probe.up else " DOWN")
                          + f" (in-kernel = {probe.kernel_counts})")
             parts.append(f"lost events {probe.lost_events}")
+            if full := {name: n for name, n in probe.map_full.items() if n}:
+                parts.append("map full, not counted: " + ", ".join(
+                    f"{name} {n}" for name, n in full.items()))
         parts.append(f"every {self.interval:g} s")
         parts.append(f"sort {self.sort_column.label} {'↓' if self.sort_reverse else '↑'}")
         if self.filter_text:
@@ -136,7 +139,7 @@ class TopApp(App):
         status = Text(" · ".join(parts))  # Text, not markup: the filter may hold a "["
         if self.paused:
             status.append("  PAUSED ", style="bold reverse")
-        self.query_one("#status", Static).update(status)
+        self.query_one("#status", Static).update(status, layout=False)  # one line, always
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         self._show_detail()

@@ -91,6 +91,7 @@ class DetailPane(Vertical):
     DetailPane #detail-title { height: 1; }
     DetailPane Horizontal { height: 1fr; }
     DetailPane #rates { width: 1fr; padding-right: 2; }
+    DetailPane #rates Static { height: 1; }
     DetailPane Sparkline { height: 2; margin-bottom: 1; }
     DetailPane #tables { width: 44; padding-right: 2; }
     DetailPane #reasons, DetailPane #config { height: auto; }
@@ -110,9 +111,12 @@ class DetailPane(Vertical):
             yield Static(id="latency")
 
     def show(self, g: GuestStats | None, points: list[Point], probe_path: str) -> None:
-        """Show guest g (None: nothing selected) with its history, oldest point first."""
+        """Show guest g (None: nothing selected) with its history, oldest point first.
+
+        The one-line widgets are updated without a layout pass (their size is fixed):
+        at every poll a layout of the whole screen would cost more than the table."""
         self.query_one("#detail-title", Static).update(
-            "no guest selected" if g is None else title(g, probe_path))
+            "no guest selected" if g is None else title(g, probe_path), layout=False)
         for key in SERIES:
             spark = self.query_one(f"#spark-{key}", Sparkline)
             series = [p.rates[key] for p in points] if g else []
@@ -121,7 +125,7 @@ class DetailPane(Vertical):
             label = f"{COLUMN[key].label} {count(COLUMN[key].sort(g))}" if g else ""
             if series:
                 label += f" · max {count(max(series))}"
-            self.query_one(f"#label-{key}", Static).update(label)
+            self.query_one(f"#label-{key}", Static).update(label, layout=False)
         reasons = points[-1].reasons if points else {}
         self.query_one("#reasons", Static).update(reasons_table(g, reasons) if g else "")
         self.query_one("#config", Static).update(mechanisms_table(g) if g else "")

@@ -9,7 +9,7 @@ snapshot.
 from collections import deque
 from dataclasses import dataclass
 
-from kvmhole.probes.snapshot import GuestStats, Snapshot
+from kvmhole.probes.snapshot import GuestStats, Snapshot, per_second
 from kvmhole.tui.columns import COLUMN
 
 SERIES = ("kernel", "exits", "other")  # table columns plotted over time
@@ -36,8 +36,8 @@ class History:
             self._previous.pop(pid, None)
         for g in snapshot.guests:
             before = self._previous.get(g.pid)
-            reasons = {reason: (n - (before.userspace_exits.get(reason, 0) if before else 0))
-                       / snapshot.interval_s for reason, n in g.userspace_exits.items()}
+            reasons = per_second(g.userspace_exits, before.userspace_exits if before else {},
+                                 snapshot.interval_s)
             point = Point(snapshot.ts, {key: COLUMN[key].sort(g) for key in SERIES}, reasons)
             self._points.setdefault(g.pid, deque(maxlen=self._size)).append(point)
             self._previous[g.pid] = g
