@@ -1,5 +1,6 @@
 """Shared helpers: run the real CLI as a user would, and parse its JSON."""
 
+import functools
 import json
 import os
 import re
@@ -78,11 +79,22 @@ def run_json(*args: str, timeout: float = 120) -> dict:
     return json.loads(kvmhole("run", *args, "--json", timeout=timeout).stdout)
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _requirements():
-    """On a machine that has KVM these tests must run: missing pieces fail, never skip."""
+def pytest_configure(config):
+    config.addinivalue_line("markers", "pure: plain data, no KVM: runs as any user, anywhere")
+
+
+@functools.cache
+def _kvm_and_root() -> None:
     assert os.path.exists("/dev/kvm"), "/dev/kvm is missing: these tests need real KVM"
     assert os.geteuid() == 0, "the tests run as root (KVM, BPF, tracefs)"
+
+
+@pytest.fixture(autouse=True)
+def _requirements(request):
+    """On a machine that has KVM these tests must run: missing pieces fail, never skip.
+    A module marked `pure` needs neither KVM nor root, so it is held to neither."""
+    if request.node.get_closest_marker("pure") is None:
+        _kvm_and_root()
 
 
 @pytest.fixture

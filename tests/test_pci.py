@@ -1,11 +1,14 @@
 """A present function's config space as the guest's MMIO writes reach it."""
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from kvmhole.vmm.devices import EcamWindow, ExitCounts
 from kvmhole.vmm.memmap import Q35_ECAM_BASE, Q35_ECAM_SIZE, build_memory_map
 from kvmhole.vmm.pci import FUNCTION_SIZE, host_bridge
+
+pytestmark = pytest.mark.pure
 
 IDENTITY = (range(0x00, 0x04), range(0x08, 0x0C))  # vendor/device ID; revision, class
 
