@@ -25,13 +25,12 @@ def test_identity_registers_stay_read_only_whatever_the_write(offset, length, va
     ecam, bridge = window()
     before = bytes(bridge.config)
     data = bytearray(value.to_bytes(8, "little"))
-    ecam.mmio(Q35_ECAM_BASE + offset, length, True, data)
+    ecam.write(Q35_ECAM_BASE + offset, bytes(data[:length]))
     after = bytes(bridge.config)
     assert len(after) == FUNCTION_SIZE
     for registers in IDENTITY:
         assert after[registers.start:registers.stop] == before[registers.start:registers.stop]
-    reply = bytearray(4)
-    ecam.mmio(Q35_ECAM_BASE, 4, False, reply)
+    reply = ecam.read(Q35_ECAM_BASE, 4)
     assert int.from_bytes(reply, "little") == bridge.id_dword == 0x29C08086
     # the writable bytes took the data
     for i in range(length):
@@ -41,5 +40,5 @@ def test_identity_registers_stay_read_only_whatever_the_write(offset, length, va
 
 def test_a_dword_write_at_offset_0_keeps_the_host_bridge_ids():
     ecam, bridge = window()
-    ecam.mmio(Q35_ECAM_BASE, 4, True, bytearray(b"\xef\xbe\xad\xde"))
+    ecam.write(Q35_ECAM_BASE, b"\xef\xbe\xad\xde")
     assert bridge.read(0, 4) == (0x29C08086).to_bytes(4, "little")

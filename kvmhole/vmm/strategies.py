@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from functools import cache
 
 from kvmhole.errors import ConfigError
-from kvmhole.kvm import MEM_READONLY, HltExit, IoExit, KvmError, MmioExit, System
+from kvmhole.kvm import MEM_READONLY, HltExit, KvmError, MmioExit, PortOut, System
 from kvmhole.vmm import hostmem
 from kvmhole.vmm.memmap import MemoryMap, Range
 from kvmhole.vmm.slots import RAM_SLOT, Slot, alias_window_size, chunks
@@ -166,7 +166,7 @@ def native_support() -> tuple[bool, str]:
             first = vcpu.run()
             if isinstance(first, MmioExit):
                 return False, "a KVM_MEM_PCI_HOLE slot was accepted, but its read exited"
-            if not (isinstance(first, IoExit) and first.value == 0xFFFFFFFF):
+            if not (isinstance(first, PortOut) and first.value == 0xFFFFFFFF):
                 return False, f"a KVM_MEM_PCI_HOLE read did not return all-ones ({first})"
             if not isinstance(vcpu.run(), HltExit):
                 return False, "the KVM_MEM_PCI_HOLE probe guest did not halt"
