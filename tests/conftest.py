@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from kvmhole.vmm.registry import process_state
+
 KVMHOLE = [sys.executable, "-m", "kvmhole"]
 
 # tests/svm run inside the SVM host, booted by tests/test_svm_host.py, which sets this.
@@ -58,9 +60,8 @@ def start_stopped(args: list[str], env: dict) -> subprocess.Popen:
     has run yet, so a monitor started now with -p PID sees all it does (SIGCONT)."""
     process = subprocess.Popen(["sh", "-c", 'kill -STOP $$; exec "$@"', "sh", *KVMHOLE, *args],
                                stdout=subprocess.PIPE, text=True, env=env)
-    stat = Path(f"/proc/{process.pid}/stat")
     deadline = time.monotonic() + 60
-    while stat.read_text().rsplit(")", 1)[1].split()[0] != "T":
+    while process_state(process.pid) != "T":
         assert time.monotonic() < deadline, f"pid {process.pid} did not stop"
         time.sleep(0.05)
     return process
