@@ -99,8 +99,7 @@ class PortOut:
         return int.from_bytes(self.data[: self.size], "little")
 
 
-MmioExit = MmioRead | MmioWrite
-IoExit = PortIn | PortOut
+MmioExit = MmioRead | MmioWrite  # for isinstance: an MMIO exit, whichever direction
 
 
 @dataclass(slots=True)
