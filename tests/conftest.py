@@ -1,5 +1,6 @@
 """Shared helpers: run the real CLI as a user would, and parse its JSON."""
 
+import functools
 import json
 import os
 import re
@@ -9,6 +10,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from kvmhole.vmm.registry import process_state
 
 KVMHOLE = [sys.executable, "-m", "kvmhole"]
 
@@ -58,9 +61,8 @@ def start_stopped(args: list[str], env: dict) -> subprocess.Popen:
     has run yet, so a monitor started now with -p PID sees all it does (SIGCONT)."""
     process = subprocess.Popen(["sh", "-c", 'kill -STOP $$; exec "$@"', "sh", *KVMHOLE, *args],
                                stdout=subprocess.PIPE, text=True, env=env)
-    stat = Path(f"/proc/{process.pid}/stat")
     deadline = time.monotonic() + 60
-    while stat.read_text().rsplit(")", 1)[1].split()[0] != "T":
+    while process_state(process.pid) != "T":
         assert time.monotonic() < deadline, f"pid {process.pid} did not stop"
         time.sleep(0.05)
     return process
@@ -79,11 +81,22 @@ def run_json(*args: str, timeout: float = 120) -> dict:
     return json.loads(kvmhole("run", *args, "--json", timeout=timeout).stdout)
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _requirements():
-    """On a machine that has KVM these tests must run: missing pieces fail, never skip."""
+def pytest_configure(config):
+    config.addinivalue_line("markers", "pure: plain data, no KVM: runs as any user, anywhere")
+
+
+@functools.cache
+def _kvm_and_root() -> None:
     assert os.path.exists("/dev/kvm"), "/dev/kvm is missing: these tests need real KVM"
     assert os.geteuid() == 0, "the tests run as root (KVM, BPF, tracefs)"
+
+
+@pytest.fixture(autouse=True)
+def _requirements(request):
+    """On a machine that has KVM these tests must run: missing pieces fail, never skip.
+    A module marked `pure` needs neither KVM nor root, so it is held to neither."""
+    if request.node.get_closest_marker("pure") is None:
+        _kvm_and_root()
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from kvmhole.kvm._kvm_cffi import lib
 
-from kvmhole.kvm import IoExit, KvmError, MmioExit, System
+from kvmhole.kvm import KvmError, MmioRead, MmioWrite, PortOut, System
 from kvmhole.vmm import hostmem, longmode
 from kvmhole.vmm.strategies import KVM_MEM_PCI_HOLE
 
@@ -66,11 +66,13 @@ class Guest:
 
 
 def describe(exit_) -> dict:
-    if isinstance(exit_, IoExit):
+    if isinstance(exit_, PortOut):
         return {"exit": "IO", "port": exit_.port, "value": exit_.value}
-    if isinstance(exit_, MmioExit):
-        return {"exit": "MMIO", "addr": exit_.addr, "len": exit_.length,
-                "write": exit_.is_write, "value": exit_.value}
+    if isinstance(exit_, MmioWrite):
+        return {"exit": "MMIO", "addr": exit_.addr, "len": exit_.length, "write": True,
+                "value": exit_.value}
+    if isinstance(exit_, MmioRead):  # no value: the guest is waiting for ours
+        return {"exit": "MMIO", "addr": exit_.addr, "len": exit_.length, "write": False}
     return {"exit": exit_.reason}
 
 
@@ -133,11 +135,11 @@ def churn(system, cycles: int = 50) -> dict:
     def vcpu_loop():
         while not done.is_set():
             exit_ = guest.vcpu.run()
-            if isinstance(exit_, IoExit) and exit_.port == REPORT_PORT:
+            if isinstance(exit_, PortOut) and exit_.port == REPORT_PORT:
                 seen["values"].add(exit_.value)
                 seen["reads"] += 1
-            elif isinstance(exit_, MmioExit) and not exit_.is_write and exit_.addr == GPA:
-                exit_.data[:exit_.length] = b"\xff" * exit_.length
+            elif isinstance(exit_, MmioRead) and exit_.addr == GPA:
+                exit_.respond(b"\xff" * exit_.length)
                 seen["answered_here"] += 1
             else:
                 seen["other"].append(describe(exit_))

@@ -12,6 +12,8 @@ from kvmhole.vmm.pci import Bdf, parse_device
 from kvmhole.vmm.slots import ALIAS_WINDOW, alias_mappings
 from kvmhole.vmm.strategies import STRATEGIES, plan_slots
 
+pytestmark = pytest.mark.pure
+
 RAM = 64 << 20
 MAX_SLOTS = 32764
 

@@ -9,6 +9,8 @@ from kvmhole.vmm.memmap import Q35_ECAM_BASE, Q35_ECAM_SIZE, build_memory_map
 from kvmhole.vmm.pci import Bdf
 from kvmhole.vmm.strategies import STRATEGIES
 
+pytestmark = pytest.mark.pure
+
 README = Path(__file__).parents[1] / "README.md"
 
 

@@ -4,8 +4,8 @@ import json
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
+from kvmhole.vmm.registry import process_state
 from tests.conftest import KVMHOLE, kvmhole, run_json
 
 
@@ -97,7 +97,7 @@ def stopped_guest(*args: str) -> subprocess.Popen:
     """`kvmhole run ARGS` whose pid is known before it starts: stopped until SIGCONT."""
     guest = subprocess.Popen([sys.executable, "-c", STOPPED_RUN, *args],
                              stdout=subprocess.PIPE, text=True)
-    while Path(f"/proc/{guest.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "T":
+    while process_state(guest.pid) != "T":
         pass
     return guest
 

@@ -2,12 +2,12 @@
 which VMM processes, and the hole ranges of VMMs that kvmhole did not start."""
 
 import click
-import psutil
 
 from kvmhole.cli.params import PID
 from kvmhole.errors import ConfigError
 from kvmhole.probes.discovery import PRESETS, parse_hole_range
 from kvmhole.vmm.memmap import MAX_HOLE_RUNS
+from kvmhole.vmm.registry import process_start
 
 
 def watch_options(command):
@@ -29,7 +29,7 @@ def monitor_args(pids: tuple[int, ...], hole_ranges: tuple[str, ...],
                  preset: str | None) -> dict:
     """The options' values as keyword arguments of probes.Monitor."""
     for pid in pids:
-        if not psutil.pid_exists(pid):
+        if process_start(pid) is None:  # gone, or a zombie that runs no guest
             raise ConfigError(f"-p {pid}: there is no process {pid}")
     ranges: dict[int, list[tuple[int, int]]] = {}
     for spec in hole_ranges:

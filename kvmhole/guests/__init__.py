@@ -1,15 +1,11 @@
 """Guest programs: readable sources in src/, built with gcc/as/ld on first use and cached."""
 
-import hashlib
-import os
-import shutil
-import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from kvmhole.errors import ConfigError, KvmholeError
+from kvmhole.errors import ConfigError
 from kvmhole.guests import protocol
+from kvmhole.guests.toolchain import flat_binary
 
 SRC = Path(__file__).parent / "src"
 
@@ -52,44 +48,9 @@ def get(name: str) -> Guest:
         raise ConfigError(f"unknown guest {name!r}; choose one of: {', '.join(GUESTS)}") from None
 
 
-def cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
-    return Path(os.environ.get("KVMHOLE_CACHE", Path(base) / "kvmhole"))
-
-
-def _sources_digest() -> str:
-    digest = hashlib.sha256(" ".join(CFLAGS).encode())
-    for path in sorted(SRC.iterdir()):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()[:16]
-
-
 def image(name: str) -> bytes:
     """The flat binary of guest `name`, built now if the cache has no copy of these sources."""
     guest = get(name)
-    target = cache_dir() / "guests" / _sources_digest() / f"{guest.name}.bin"
-    if not target.exists():
-        _build(guest, target)
-    return target.read_bytes()
-
-
-def _build(guest: Guest, target: Path) -> None:
-    for tool in ("gcc", "objcopy"):
-        if shutil.which(tool) is None:
-            raise KvmholeError(f"building guests needs {tool}: apt-get install gcc binutils")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-        elf = Path(tmp) / "guest.elf"
-        flat = Path(tmp) / "guest.bin"
-        steps = (
-            ["gcc", *CFLAGS, "-I", str(SRC), "-o", str(elf), str(SRC / "start.S"),
-             str(SRC / guest.source)],
-            ["objcopy", "-O", "binary", str(elf), str(flat)],
-        )
-        for step in steps:
-            done = subprocess.run(step, capture_output=True, text=True)
-            if done.returncode != 0:
-                raise KvmholeError(
-                    f"building guest {guest.name} failed: {done.stderr.strip()[-2000:]}"
-                )
-        os.replace(flat, target)  # atomic: a concurrent build never sees half a file
+    return flat_binary(f"guest {guest.name}", f"guests/{guest.name}.bin", SRC, CFLAGS,
+                       ["-I", str(SRC), str(SRC / "start.S"), str(SRC / guest.source)]
+                       ).read_bytes()

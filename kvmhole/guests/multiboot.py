@@ -5,8 +5,6 @@ hash; run_qemu() boots it on Debian's qemu-system-x86_64 (q35, -accel kvm) and
 returns the counts the guest printed on debugcon: the ground truth for monitors.
 """
 
-import hashlib
-import os
 import re
 import shutil
 import subprocess
@@ -15,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kvmhole.errors import KvmholeError
-from kvmhole.guests import cache_dir
+from kvmhole.guests.toolchain import flat_binary
 
 SRC = Path(__file__).parent / "multiboot"
 QEMU = "qemu-system-x86_64"
@@ -42,31 +40,8 @@ class QemuResult:
 
 def image() -> Path:
     """The flat multiboot image, built now if the cache has no copy of these sources."""
-    digest = hashlib.sha256(" ".join(CFLAGS).encode())
-    for path in sorted(SRC.iterdir()):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
-    target = cache_dir() / "multiboot" / digest.hexdigest()[:16] / "ecam-scan.bin"
-    if not target.exists():
-        _build(target)
-    return target
-
-
-def _build(target: Path) -> None:
-    for tool in ("gcc", "objcopy"):
-        if shutil.which(tool) is None:
-            raise KvmholeError(f"building the multiboot guest needs {tool}: "
-                               "apt-get install gcc binutils")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-        elf, flat = Path(tmp) / "guest.elf", Path(tmp) / "guest.bin"
-        for step in (["gcc", *CFLAGS, "-o", str(elf), str(SRC / "boot.S"),
-                      str(SRC / "ecam_scan.c")],
-                     ["objcopy", "-O", "binary", str(elf), str(flat)]):
-            done = subprocess.run(step, capture_output=True, text=True)
-            if done.returncode != 0:
-                raise KvmholeError(f"building the multiboot guest failed: "
-                                   f"{done.stderr.strip()[-2000:]}")
-        os.replace(flat, target)  # atomic: a concurrent build never sees half a file
+    return flat_binary("the multiboot guest", "multiboot/ecam-scan.bin", SRC, CFLAGS,
+                       [str(SRC / "boot.S"), str(SRC / "ecam_scan.c")])
 
 
 def qemu_command(pages: int, debugcon: str, name: str = "kvmhole-multiboot",

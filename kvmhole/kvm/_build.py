@@ -13,8 +13,7 @@ ffibuilder = FFI()
 _IOCTLS = """
 KVM_GET_API_VERSION KVM_CREATE_VM KVM_CHECK_EXTENSION KVM_GET_VCPU_MMAP_SIZE
 KVM_GET_SUPPORTED_CPUID KVM_CREATE_VCPU KVM_SET_USER_MEMORY_REGION
-KVM_SET_TSS_ADDR KVM_REGISTER_COALESCED_MMIO KVM_UNREGISTER_COALESCED_MMIO
-KVM_IOEVENTFD KVM_GET_STATS_FD KVM_RUN KVM_GET_REGS KVM_SET_REGS KVM_GET_SREGS
+KVM_SET_TSS_ADDR KVM_GET_STATS_FD KVM_RUN KVM_GET_REGS KVM_SET_REGS KVM_GET_SREGS
 KVM_SET_SREGS KVM_SET_CPUID2
 """
 
@@ -28,16 +27,10 @@ KVM_EXIT_WATCHDOG KVM_EXIT_EPR KVM_EXIT_SYSTEM_EVENT KVM_EXIT_IOAPIC_EOI
 KVM_EXIT_HYPERV KVM_EXIT_X86_RDMSR KVM_EXIT_X86_WRMSR KVM_EXIT_DIRTY_RING_FULL
 KVM_EXIT_AP_RESET_HOLD KVM_EXIT_X86_BUS_LOCK KVM_EXIT_XEN KVM_EXIT_RISCV_SBI
 KVM_EXIT_NOTIFY
-KVM_EXIT_IO_IN KVM_EXIT_IO_OUT
+KVM_EXIT_IO_OUT
 KVM_INTERNAL_ERROR_EMULATION KVM_INTERNAL_ERROR_SIMUL_EX
 KVM_INTERNAL_ERROR_DELIVERY_EV KVM_INTERNAL_ERROR_UNEXPECTED_EXIT_REASON
-KVM_CAP_NR_VCPUS KVM_CAP_MAX_VCPUS KVM_CAP_NR_MEMSLOTS KVM_CAP_USER_MEMORY
-KVM_CAP_SET_TSS_ADDR KVM_CAP_EXT_CPUID KVM_CAP_COALESCED_MMIO KVM_CAP_IOEVENTFD
-KVM_CAP_READONLY_MEM KVM_CAP_BINARY_STATS_FD KVM_CAP_IMMEDIATE_EXIT
-KVM_IOEVENTFD_FLAG_DATAMATCH KVM_IOEVENTFD_FLAG_PIO
-KVM_STATS_TYPE_MASK KVM_STATS_TYPE_CUMULATIVE KVM_STATS_TYPE_INSTANT
-KVM_STATS_TYPE_PEAK KVM_STATS_TYPE_LINEAR_HIST KVM_STATS_TYPE_LOG_HIST
-KVM_STATS_UNIT_MASK KVM_STATS_BASE_MASK KVM_STATS_BASE_POW10
+KVM_CAP_NR_MEMSLOTS KVM_CAP_READONLY_MEM
 """
 
 _LIBC_CONSTANTS = """
@@ -54,10 +47,6 @@ ffibuilder.cdef(
 struct kvm_userspace_memory_region {
     __u32 slot; __u32 flags; __u64 guest_phys_addr; __u64 memory_size;
     __u64 userspace_addr;
-};
-struct kvm_coalesced_mmio_zone { __u64 addr; __u32 size; ...; };
-struct kvm_ioeventfd {
-    __u64 datamatch; __u64 addr; __u32 len; __s32 fd; __u32 flags; ...;
 };
 struct kvm_regs {
     __u64 rax, rbx, rcx, rdx, rsi, rdi, rsp, rbp;
@@ -87,10 +76,7 @@ struct kvm_stats_desc {
     __u32 flags; __s16 exponent; __u16 size; __u32 offset; __u32 bucket_size;
     char name[];
 };
-struct kvm_run {
-    __u8 request_interrupt_window; __u8 immediate_exit; __u32 exit_reason;
-    ...;
-};
+struct kvm_run { __u32 exit_reason; ...; };
 typedef struct { __u64 phys_addr; __u8 data[8]; __u32 len; __u8 is_write; } kh_exit_mmio;
 typedef struct { __u8 direction; __u8 size; __u16 port; __u32 count; __u64 data_offset; }
     kh_exit_io;

@@ -1,15 +1,19 @@
-"""Typed vCPU exits: one class per exit kind the VMM handles, like kvm-ioctls' VcpuExit."""
+"""Typed vCPU exits: one class per exit kind the VMM handles, like kvm-ioctls' VcpuExit.
+
+An access's direction is in its type. Only a read (MmioRead, PortIn) can answer the
+guest, through respond(); a write (MmioWrite, PortOut) carries a copy of its data, so
+no handler can write into the buffer of an access that was not a read.
+"""
 
 from dataclasses import dataclass, field
 
-from kvmhole.kvm._kvm_cffi import ffi, lib
+from kvmhole.kvm._kvm_cffi import lib
 
-Buffer = ffi.buffer  # cffi buffers over kvm_run: slicing reads, slice assignment writes
-
+# KVM_EXIT_IO_OUT is a direction, not a reason (it is 1, KVM_EXIT_EXCEPTION's number).
 EXIT_NAMES: dict[int, str] = {
     getattr(lib, name): name.removeprefix("KVM_EXIT_")
     for name in dir(lib)
-    if name.startswith("KVM_EXIT_") and name not in ("KVM_EXIT_IO_IN", "KVM_EXIT_IO_OUT")
+    if name.startswith("KVM_EXIT_") and name != "KVM_EXIT_IO_OUT"
 }
 
 INTERNAL_ERROR_NAMES = {
@@ -30,36 +34,72 @@ def exit_name(reason: int) -> str:
 
 
 @dataclass(slots=True)
-class MmioExit:
-    """KVM_EXIT_MMIO. For a read, the VMM fills `data` (a writable view into kvm_run)."""
+class MmioRead:
+    """KVM_EXIT_MMIO for a load: the guest gets what respond() puts in kvm_run."""
 
     addr: int
     length: int
-    is_write: bool
-    data: Buffer  # writable, inside kvm_run
+    reply: object  # writable: kvm_run's data field (in tests, a bytearray)
+
+    reason = "MMIO"
+
+    def respond(self, data: bytes) -> None:
+        """The bytes the guest's load returns (the first `length` of `data`)."""
+        self.reply[: self.length] = data[: self.length]
+
+
+@dataclass(slots=True, frozen=True)
+class MmioWrite:
+    """KVM_EXIT_MMIO for a store: `data` is what the guest wrote."""
+
+    addr: int
+    data: bytes
 
     reason = "MMIO"
 
     @property
+    def length(self) -> int:
+        return len(self.data)
+
+    @property
     def value(self) -> int:
-        return int.from_bytes(self.data[: self.length], "little")
+        return int.from_bytes(self.data, "little")
 
 
 @dataclass(slots=True)
-class IoExit:
-    """KVM_EXIT_IO: `data` is the whole transfer (size * count bytes) inside kvm_run."""
+class PortIn:
+    """KVM_EXIT_IO, in: `count` transfers of `size` bytes, answered by respond()."""
 
     port: int
     size: int
-    is_write: bool
     count: int
-    data: Buffer  # writable, inside kvm_run
+    reply: object  # writable: the transfer inside kvm_run (size * count bytes)
+
+    reason = "IO"
+
+    def respond(self, data: bytes) -> None:
+        """The bytes the guest's IN returns, from the start of the transfer."""
+        self.reply[: len(data)] = data[: len(self.reply)]
+
+
+@dataclass(slots=True, frozen=True)
+class PortOut:
+    """KVM_EXIT_IO, out: `data` is the whole transfer (size * count bytes) the guest sent."""
+
+    port: int
+    size: int
+    count: int
+    data: bytes
 
     reason = "IO"
 
     @property
     def value(self) -> int:
+        """The first transfer as a number (the guest protocol's ports send one)."""
         return int.from_bytes(self.data[: self.size], "little")
+
+
+MmioExit = MmioRead | MmioWrite  # for isinstance: an MMIO exit, whichever direction
 
 
 @dataclass(slots=True)
@@ -114,6 +154,6 @@ class OtherExit:
 
 
 VcpuExit = (
-    MmioExit | IoExit | HltExit | ShutdownExit | IntrExit | FailEntryExit | InternalErrorExit
-    | OtherExit
+    MmioRead | MmioWrite | PortIn | PortOut | HltExit | ShutdownExit | IntrExit | FailEntryExit
+    | InternalErrorExit | OtherExit
 )

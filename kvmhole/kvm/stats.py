@@ -56,6 +56,21 @@ class StatsFd:
             os.close(self.fd)
             self.fd = -1
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def open_stats(fd: int) -> StatsFd:
+    """KVM_GET_STATS_FD's result as a StatsFd; the fd is closed if it does not read as one."""
+    try:
+        return StatsFd(fd)
+    except BaseException:
+        os.close(fd)
+        raise
+
 
 def sum_stats(readings: list[dict[str, int]]) -> dict[str, int]:
     """Add up per-vCPU readings into one dict (stats are named alike on each)."""

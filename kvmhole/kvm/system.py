@@ -26,10 +26,14 @@ class System:
             raise KvmUnavailable(
                 f"no permission to open {path}: run as root or join the 'kvm' group"
             ) from None
-        version = ioctl_val(self.fd, "KVM_GET_API_VERSION")
-        if version != lib.KVM_API_VERSION:
-            raise KvmUnavailable(f"{path} speaks KVM API {version}, expected {lib.KVM_API_VERSION}")
-        self.api_version = version
+        try:
+            self.api_version = ioctl_val(self.fd, "KVM_GET_API_VERSION")
+            if self.api_version != lib.KVM_API_VERSION:
+                raise KvmUnavailable(f"{path} speaks KVM API {self.api_version}, expected "
+                                     f"{lib.KVM_API_VERSION}")
+        except BaseException:  # no `with` has taken the fd over yet
+            self.close()
+            raise
 
     def check_extension(self, cap: str | int) -> int:
         number = getattr(lib, cap) if isinstance(cap, str) else cap

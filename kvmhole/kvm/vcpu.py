@@ -9,14 +9,16 @@ from kvmhole.kvm.exits import (
     HltExit,
     InternalErrorExit,
     IntrExit,
-    IoExit,
-    MmioExit,
+    MmioRead,
+    MmioWrite,
     OtherExit,
+    PortIn,
+    PortOut,
     ShutdownExit,
     VcpuExit,
 )
 from kvmhole.kvm.ioctl import KvmError, ioctl, ioctl_val
-from kvmhole.kvm.stats import StatsFd
+from kvmhole.kvm.stats import StatsFd, open_stats
 
 
 class Vcpu:
@@ -24,13 +26,15 @@ class Vcpu:
         self.vm = vm
         self.fd = fd
         self.index = index
-        self._map_size = vm.system.vcpu_mmap_size()
-        self._map = lib.mmap(ffi.NULL, self._map_size, lib.PROT_READ | lib.PROT_WRITE,
-                             lib.MAP_SHARED, fd, 0)
-        if self._map == ffi.cast("void *", -1):
-            err = ffi.errno
+        try:  # the fd is ours from here: a vCPU that cannot be set up closes it
+            self._map_size = vm.system.vcpu_mmap_size()
+            self._map = lib.mmap(ffi.NULL, self._map_size, lib.PROT_READ | lib.PROT_WRITE,
+                                 lib.MAP_SHARED, fd, 0)
+            if self._map == ffi.cast("void *", -1):
+                raise KvmError("mmap of kvm_run", ffi.errno)
+        except BaseException:
             os.close(fd)
-            raise KvmError("mmap of kvm_run", err)
+            raise
         self._bytes = ffi.cast("uint8_t *", self._map)
         self.run_struct = ffi.cast("struct kvm_run *", self._map)
         self.run_address = int(ffi.cast("uintptr_t", self._map))  # for other cffi modules
@@ -60,7 +64,7 @@ class Vcpu:
         ioctl(self.fd, "KVM_SET_CPUID2", cpuid)
 
     def stats(self) -> StatsFd:
-        return StatsFd(ioctl_val(self.fd, "KVM_GET_STATS_FD"))
+        return open_stats(ioctl_val(self.fd, "KVM_GET_STATS_FD"))
 
     def run(self) -> VcpuExit:
         """Enter the guest until the next exit to userspace and describe that exit."""
@@ -84,13 +88,15 @@ class Vcpu:
         reason = self.run_struct.exit_reason
         if reason == lib.KVM_EXIT_MMIO:
             mmio = self._mmio
-            return MmioExit(mmio.phys_addr, mmio.len, bool(mmio.is_write),
-                            ffi.buffer(mmio.data, 8))
+            if mmio.is_write:
+                return MmioWrite(mmio.phys_addr, ffi.buffer(mmio.data, mmio.len)[:])
+            return MmioRead(mmio.phys_addr, mmio.len, ffi.buffer(mmio.data, 8))
         if reason == lib.KVM_EXIT_IO:
             io = self._io
-            start = io.data_offset
-            return IoExit(io.port, io.size, io.direction == lib.KVM_EXIT_IO_OUT, io.count,
-                          ffi.buffer(self._bytes + start, io.size * io.count))
+            transfer = ffi.buffer(self._bytes + io.data_offset, io.size * io.count)
+            if io.direction == lib.KVM_EXIT_IO_OUT:
+                return PortOut(io.port, io.size, io.count, transfer[:])
+            return PortIn(io.port, io.size, io.count, transfer)
         if reason == lib.KVM_EXIT_HLT:
             return HltExit()
         if reason == lib.KVM_EXIT_SHUTDOWN:

@@ -1,10 +1,10 @@
-"""A VM file descriptor: memory slots, coalesced MMIO, ioeventfds, vCPUs, stats."""
+"""A VM file descriptor: memory slots, vCPUs, stats."""
 
 import os
 
 from kvmhole.kvm._kvm_cffi import ffi, lib
 from kvmhole.kvm.ioctl import ioctl, ioctl_val
-from kvmhole.kvm.stats import StatsFd
+from kvmhole.kvm.stats import StatsFd, open_stats
 
 MEM_READONLY = lib.KVM_MEM_READONLY
 
@@ -35,24 +35,8 @@ class Vm:
     def set_tss_addr(self, addr: int) -> None:
         ioctl_val(self.fd, "KVM_SET_TSS_ADDR", addr)
 
-    def register_coalesced_mmio(self, addr: int, size: int) -> None:
-        zone = ffi.new("struct kvm_coalesced_mmio_zone *", {"addr": addr, "size": size})
-        ioctl(self.fd, "KVM_REGISTER_COALESCED_MMIO", zone, detail=f"{addr:#x}+{size:#x}")
-
-    def ioeventfd(self, addr: int, length: int, event_fd: int, pio: bool = False,
-                  datamatch: int | None = None) -> None:
-        flags = lib.KVM_IOEVENTFD_FLAG_PIO if pio else 0
-        if datamatch is not None:
-            flags |= lib.KVM_IOEVENTFD_FLAG_DATAMATCH
-        spec = ffi.new(
-            "struct kvm_ioeventfd *",
-            {"addr": addr, "len": length, "fd": event_fd, "flags": flags,
-             "datamatch": datamatch or 0},
-        )
-        ioctl(self.fd, "KVM_IOEVENTFD", spec, detail=f"{addr:#x}")
-
     def stats(self) -> StatsFd:
-        return StatsFd(ioctl_val(self.fd, "KVM_GET_STATS_FD"))
+        return open_stats(ioctl_val(self.fd, "KVM_GET_STATS_FD"))
 
     def create_vcpu(self, index: int = 0):
         from kvmhole.kvm.vcpu import Vcpu

@@ -7,9 +7,10 @@ from dataclasses import dataclass
 import psutil
 
 from kvmhole.errors import ConfigError
+from kvmhole.vmm.memmap import Q35_ECAM_BASE, Q35_ECAM_SIZE
 from kvmhole.vmm.registry import MAX_PID
 
-Q35_ECAM = (0xB000_0000, 0xC000_0000)  # q35's MMCONFIG window: 256 buses x 1 MiB
+Q35_ECAM = (Q35_ECAM_BASE, Q35_ECAM_BASE + Q35_ECAM_SIZE)  # q35's MMCONFIG window
 PRESETS = {"q35": [Q35_ECAM]}
 DEFAULT_PRESET = "q35"  # guests with no registry entry and no --hole-range
 

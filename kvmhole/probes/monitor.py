@@ -65,8 +65,8 @@ class Monitor:
     def _wanted(self, pid: int) -> bool:
         return self.pids is None or pid in self.pids
 
-    def _read_entry(self, pid: int) -> dict | None:
-        path = registry.registry_dir() / f"{pid}.json"
+    def _read_entry(self, path: Path) -> dict | None:
+        """The checked entry in `path`; None if there is none or it is invalid (warned)."""
         try:
             return registry.read_entry(path)
         except registry.BadEntry as error:
@@ -75,11 +75,7 @@ class Monitor:
 
     def _registry_file(self, path: Path) -> None:
         """The watcher saw `path` written: adopt it if it is a running VMM's entry."""
-        try:
-            entry = registry.read_entry(path)
-        except registry.BadEntry as error:
-            self._warn_file(path, str(error))
-            return
+        entry = self._read_entry(path)
         if entry is not None and registry.running(entry):
             self._adopt(entry)
 
@@ -109,7 +105,7 @@ class Monitor:
                 return self._identities[pid]
         # Not adopted yet (the watcher is behind, or the guest has already exited):
         # its entry stays readable for registry.GRACE_S after the VMM exits.
-        entry = self._read_entry(pid)
+        entry = self._read_entry(registry.entry_path(pid))
         start = registry.process_start(pid)
         with self._lock:
             if pid not in self._identities:
@@ -194,7 +190,7 @@ class Monitor:
 
     def _final_kvm_stats(self, pid: int) -> dict | None:
         """From the exited VMM's registry entry, if it is this guest's."""
-        entry = self._read_entry(pid)
+        entry = self._read_entry(registry.entry_path(pid))
         if entry is None or entry["start"] != self._identity(pid).start:
             return None
         return entry.get("kvm_stats")

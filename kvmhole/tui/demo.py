@@ -72,7 +72,7 @@ class DemoGuests:
                 if process.poll() is not None:
                     raise KvmholeError(f"demo guest demo-{strategy} exited "
                                        f"({process.returncode}): {self._last_error(strategy)}")
-                if (registry.registry_dir() / f"{process.pid}.json").exists():
+                if registry.entry_path(process.pid).exists():
                     del waiting[strategy]
             if time.monotonic() > deadline:
                 raise KvmholeError(f"demo guests {', '.join(waiting)} did not start within "
@@ -96,7 +96,7 @@ class DemoGuests:
                 process.kill()
                 process.wait()
             # a guest killed outright cannot remove its own entry
-            (registry.registry_dir() / f"{process.pid}.json").unlink(missing_ok=True)
+            registry.entry_path(process.pid).unlink(missing_ok=True)
         for err in self._stderr.values():
             err.close()
         self.processes.clear()

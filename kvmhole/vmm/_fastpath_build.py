@@ -1,7 +1,8 @@
 """A minimal C run loop (cffi, API mode) that serves hole reads without Python.
 
 It exists to measure what Python costs on the userspace exit path: the same
-work as Machine's Python loop for a hole read (all-ones into kvm_run), done in C.
+work the Python run loop (run_loop.py) does for a hole read (all-ones into
+kvm_run), done in C.
 Every other exit returns to the Python loop, so behaviour is unchanged.
 """
 

@@ -45,26 +45,32 @@ class EcamWindow:
         data[:length] = ALL_ONES[:length]
         return True
 
-    def mmio(self, addr: int, length: int, is_write: bool, data, type1: bool = False) -> None:
+    def read(self, addr: int, length: int, type1: bool = False) -> bytes:
+        """What a read of `length` bytes at `addr` returns (a present function's config
+        space, or all-ones from the hole); type1: it came by type-1 port I/O."""
         page = addr & ~(FUNCTION_SIZE - 1)
         function = self.functions.get(page)
         if function is not None:
             self.counts.device_mmio_exits += 1
-            if is_write:
-                function.write(addr - page, bytes(data[:length]))
-            else:
-                data[:length] = function.read(addr - page, length)
-        elif is_write:
-            self.counts.hole_write_exits += 1
-            if len(self.counts.hole_writes) < HOLE_WRITE_LOG:
-                value = int.from_bytes(data[:length], "little")
-                self.counts.hole_writes.append({"addr": addr, "len": length, "value": value})
+            return function.read(addr - page, length)
+        if type1:
+            self.counts.type1_hole_read_exits += 1
         else:
-            if type1:
-                self.counts.type1_hole_read_exits += 1
-            else:
-                self.counts.hole_read_exits += 1
-            data[:length] = ALL_ONES[:length]
+            self.counts.hole_read_exits += 1
+        return ALL_ONES[:length]
+
+    def write(self, addr: int, data: bytes) -> None:
+        """A write: to a present function's config space, or counted and dropped."""
+        page = addr & ~(FUNCTION_SIZE - 1)
+        function = self.functions.get(page)
+        if function is not None:
+            self.counts.device_mmio_exits += 1
+            function.write(addr - page, data)
+            return
+        self.counts.hole_write_exits += 1
+        if len(self.counts.hole_writes) < HOLE_WRITE_LOG:
+            value = int.from_bytes(data, "little")
+            self.counts.hole_writes.append({"addr": addr, "len": len(data), "value": value})
 
 
 class ConfigPorts:
@@ -81,19 +87,35 @@ class ConfigPorts:
         return (port == protocol.PCI_CONFIG_ADDRESS
                 or protocol.PCI_CONFIG_DATA <= port < protocol.PCI_CONFIG_DATA + 4)
 
-    def io(self, port: int, size: int, is_write: bool, data) -> None:
+    def read(self, port: int, size: int) -> bytes:
         if port == protocol.PCI_CONFIG_ADDRESS:
-            if size != 4:  # q35 leaves byte accesses here to other devices (0xcf9: reset)
-                if not is_write:
-                    data[:size] = ALL_ONES[:size]
-            elif is_write:
-                self.address = int.from_bytes(data[:4], "little")
-            else:
-                data[:4] = self.address.to_bytes(4, "little")
+            # q35 leaves byte accesses here to other devices (0xcf9: reset)
+            return self.address.to_bytes(4, "little") if size == 4 else ALL_ONES[:size]
+        addr = self._data_addr(port)
+        return ALL_ONES[:size] if addr is None else self.ecam.read(addr, size, type1=True)
+
+    def write(self, port: int, data: bytes) -> None:
+        if port == protocol.PCI_CONFIG_ADDRESS:
+            if len(data) == 4:
+                self.address = int.from_bytes(data, "little")
             return
+        addr = self._data_addr(port)
+        if addr is not None:
+            self.ecam.write(addr, data)
+
+    def _data_addr(self, port: int) -> int | None:
+        """The ECAM address PCI_CONFIG_DATA + n reaches now; None when the latched address
+        is disabled or beyond the window."""
         offset = (self.address & 0xFC) + port - protocol.PCI_CONFIG_DATA
         addr = self.ecam.base + ((self.address >> 8 & 0xFFFF) << 12) + offset
-        if self.address & 0x8000_0000 and addr in self.ecam:
-            self.ecam.mmio(addr, size, is_write, data, type1=True)
-        elif not is_write:
-            data[:size] = ALL_ONES[:size]
+        return addr if self.address & 0x8000_0000 and addr in self.ecam else None
+
+
+class Devices:
+    """Everything an exit can reach: the ECAM window, the type-1 config ports, and the
+    account of the exits they handled."""
+
+    def __init__(self, memory_map: MemoryMap, functions: list[PciFunction]):
+        self.counts = ExitCounts()
+        self.ecam = EcamWindow(memory_map, functions, self.counts)
+        self.config_ports = ConfigPorts(self.ecam)

@@ -6,7 +6,7 @@ from kvmhole.kvm import IntrExit, KvmError
 
 
 class CFastPath:
-    """next_exit() for _dispatch: hole reads are answered in C and never surface here."""
+    """next_exit() for the run loop: hole reads are answered in C and never surface here."""
 
     def __init__(self, vcpu, memory_map, functions):
         from kvmhole.vmm import _fastpath

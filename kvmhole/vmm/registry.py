@@ -43,14 +43,32 @@ def registry_dir() -> Path:
     return path
 
 
-def process_start(pid: int | str) -> int | None:
-    """When process `pid` started (ticks after boot); None when it is gone or a zombie."""
+def _stat(pid: int | str) -> list[bytes] | None:
+    """/proc/PID/stat from its third field (the state) on; None when there is no such
+    process."""
     try:
         stat_line = Path(f"/proc/{pid}/stat").read_bytes()
     except OSError:
         return None
-    fields = stat_line[stat_line.rindex(b")") + 2:].split()  # the name may hold spaces
-    return None if fields[0] in (b"Z", b"X") else int(fields[19])
+    return stat_line[stat_line.rindex(b")") + 2:].split()  # the name may hold spaces
+
+
+def entry_path(pid: int) -> Path:
+    """Where the VMM with this (host) pid publishes its entry."""
+    return registry_dir() / f"{pid}.json"
+
+
+def process_state(pid: int | str) -> str | None:
+    """The state letter of process `pid` (R, S, T: stopped, Z: zombie...); None if gone."""
+    fields = _stat(pid)
+    return None if fields is None else fields[0].decode()
+
+
+def process_start(pid: int | str) -> int | None:
+    """When process `pid` started (ticks after boot); None when it is gone or a zombie:
+    the one test of liveness every part of kvmhole uses."""
+    fields = _stat(pid)
+    return None if fields is None or fields[0] in (b"Z", b"X") else int(fields[19])
 
 
 def host_pid() -> int:
@@ -78,7 +96,7 @@ class Registration:
         self.entry = {**entry, "pid": pid, "start": process_start("self"),
                       "started": time.time()}
         self.final: dict = {}
-        self.path = registry_dir() / f"{pid}.json"
+        self.path = entry_path(pid)
 
     def __enter__(self):
         directory = self.path.parent

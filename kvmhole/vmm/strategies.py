@@ -6,12 +6,13 @@ reads from it instead of comparing names. Writes to the hole always exit to the
 VMM, which counts and discards them. Adding a strategy means adding one object here.
 """
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 
 from kvmhole.errors import ConfigError
-from kvmhole.kvm import MEM_READONLY, HltExit, IoExit, KvmError, MmioExit, System
+from kvmhole.kvm import MEM_READONLY, HltExit, KvmError, MmioExit, PortOut, System
 from kvmhole.vmm import hostmem
 from kvmhole.vmm.memmap import MemoryMap, Range
 from kvmhole.vmm.slots import RAM_SLOT, Slot, alias_window_size, chunks
@@ -142,38 +143,36 @@ _NATIVE_PROBE_GPA = 0x10000
 @cache
 def native_support() -> tuple[bool, str]:
     """(supported, why not): does this kernel accept and serve KVM_MEM_PCI_HOLE slots?"""
-    with System() as system:
-        vm = system.create_vm()
+    with System() as system, contextlib.ExitStack() as resources:
         ram = hostmem.anonymous(0x1000, "the native probe's RAM")
+        resources.callback(ram.close)
+        vm = system.create_vm()
+        resources.callback(vm.close)  # first: the VM goes before the memory behind it
         try:
-            try:
-                vm.set_user_memory_region(1, _NATIVE_PROBE_GPA, 0x1000, 0, KVM_MEM_PCI_HOLE)
-            except KvmError as error:
-                return False, (
-                    "this kernel does not support KVM_MEM_PCI_HOLE (the 2020 patch never "
-                    f"reached mainline): a memslot with flag {KVM_MEM_PCI_HOLE:#x} and no "
-                    f"backing was refused with {error.strerror_name}"
-                )
-            ram.buffer(0, len(_NATIVE_PROBE_CODE))[:] = _NATIVE_PROBE_CODE
-            vm.set_user_memory_region(0, 0, 0x1000, ram.addr)
-            vcpu = vm.create_vcpu()
-            sregs = vcpu.get_sregs()
-            sregs.cs.base, sregs.cs.selector = 0, 0
-            vcpu.set_sregs(sregs)
-            regs = vcpu.get_regs()
-            regs.rip, regs.rflags = 0, 2
-            vcpu.set_regs(regs)
-            first = vcpu.run()
-            if isinstance(first, MmioExit):
-                return False, "a KVM_MEM_PCI_HOLE slot was accepted, but its read exited"
-            if not (isinstance(first, IoExit) and first.value == 0xFFFFFFFF):
-                return False, f"a KVM_MEM_PCI_HOLE read did not return all-ones ({first})"
-            if not isinstance(vcpu.run(), HltExit):
-                return False, "the KVM_MEM_PCI_HOLE probe guest did not halt"
-            return True, ""
-        finally:
-            vm.close()
-            ram.close()
+            vm.set_user_memory_region(1, _NATIVE_PROBE_GPA, 0x1000, 0, KVM_MEM_PCI_HOLE)
+        except KvmError as error:
+            return False, (
+                "this kernel does not support KVM_MEM_PCI_HOLE (the 2020 patch never "
+                f"reached mainline): a memslot with flag {KVM_MEM_PCI_HOLE:#x} and no "
+                f"backing was refused with {error.strerror_name}"
+            )
+        ram.buffer(0, len(_NATIVE_PROBE_CODE))[:] = _NATIVE_PROBE_CODE
+        vm.set_user_memory_region(0, 0, 0x1000, ram.addr)
+        vcpu = vm.create_vcpu()
+        sregs = vcpu.get_sregs()
+        sregs.cs.base, sregs.cs.selector = 0, 0
+        vcpu.set_sregs(sregs)
+        regs = vcpu.get_regs()
+        regs.rip, regs.rflags = 0, 2
+        vcpu.set_regs(regs)
+        first = vcpu.run()
+        if isinstance(first, MmioExit):
+            return False, "a KVM_MEM_PCI_HOLE slot was accepted, but its read exited"
+        if not (isinstance(first, PortOut) and first.value == 0xFFFFFFFF):
+            return False, f"a KVM_MEM_PCI_HOLE read did not return all-ones ({first})"
+        if not isinstance(vcpu.run(), HltExit):
+            return False, "the KVM_MEM_PCI_HOLE probe guest did not halt"
+        return True, ""
 
 
 def resolve(choice: str) -> str:
