@@ -166,8 +166,8 @@ class Monitor:
             if not stats.alive:
                 gone.append(pid)
         with self._lock:
-            for pid in gone:  # reported once with alive=False; now forgotten
-                self.program.forget(pid)
+            self.program.forget(set(gone))  # reported once with alive=False; now forgotten
+            for pid in gone:
                 self._identities.pop(pid, None)
                 self._previous.pop(pid, None)
                 if (kvm_stats := self._kvm_stats.pop(pid, None)) is not None:
