@@ -10,6 +10,7 @@ The sandbox is built from the unit's own settings, in a private mount namespace
 import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -19,7 +20,8 @@ from pathlib import Path
 from tests.conftest import serving, start_stopped
 from tests.prometheus_harness import wait_for
 
-UNIT = Path(__file__).resolve().parent.parent / "deploy" / "kvmhole-export.service"
+CHECKOUT = Path(__file__).resolve().parent.parent
+UNIT = CHECKOUT / "deploy" / "kvmhole-export.service"
 KVMHOLE_BIN = str(Path(sys.executable).with_name("kvmhole"))
 CAPABILITY_BITS = {"CAP_SYS_PTRACE": 19, "CAP_PERFMON": 38, "CAP_BPF": 39}
 
@@ -55,7 +57,11 @@ def sandbox(unit: dict[str, str]) -> list[str]:
         "set -e", "mount --make-rprivate /",
         *(f"mkdir -p {d}; mount --bind {d} {d}" for d in writable),
         "mount -o remount,bind,ro /",  # ProtectSystem=strict
+        # this checkout stands in for /opt/kvmhole: kept visible wherever it was cloned
+        f"mount --bind {shlex.quote(str(CHECKOUT))} /mnt",
         "mount -t tmpfs tmpfs /tmp; mount -t tmpfs tmpfs /var/tmp",  # PrivateTmp
+        f"mkdir -p {shlex.quote(str(CHECKOUT))}; mount --bind /mnt {shlex.quote(str(CHECKOUT))}; "
+        "umount /mnt",
         # ProtectKernelTunables
         *(f"mount -o remount,bind,ro {m}"
           for m in ("/sys", "/sys/kernel/tracing", "/sys/kernel/debug")),
