@@ -7,6 +7,7 @@ either by the app's own poll worker or straight through TopApp.apply_snapshot.
 
 import asyncio
 import io
+import itertools
 import json
 import os
 import signal
@@ -256,13 +257,18 @@ def test_not_a_terminal_prints_one_table(run_dir):
     assert exit_[4] == "0" and exit_[5] != "0" and exit_[7] == "0.0%"
 
 
+_SESSIONS = itertools.count()
+
+
 class Tmux:
     """A private tmux server (its own socket) running one command at a fixed size."""
 
     def __init__(self, *command: str, size=(160, 45), status: Path | None = None):
         """status: have a shell run the command and write its exit code to this file
         (tmux itself sometimes never reaps a pane's process, leaving its status unknown)."""
-        self.socket = f"kvmhole-test-{os.getpid()}"
+        # a socket of its own: a server killed by the previous test may still be going
+        # down and hold the session name "top" (new-session then fails under load)
+        self.socket = f"kvmhole-test-{os.getpid()}-{next(_SESSIONS)}"
         if status is not None:
             command = ("sh", "-c", f'"$@"; echo $? > {status}', "sh", *command)
         self.tmux("new-session", "-d", "-s", "top", "-x", str(size[0]), "-y", str(size[1]),
