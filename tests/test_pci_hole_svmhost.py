@@ -15,6 +15,7 @@ from kvmhole.kernel.build import build
 from kvmhole.kernel.svmhost import run_patched
 from kvmhole.svmhost.kernel import BUSYBOX
 from tests.conftest import kvmhole
+from tests.svm_boot import boot
 
 REPO = Path(__file__).resolve().parents[1]
 GPA = 0xC0000000
@@ -24,8 +25,10 @@ BAD_LOG = re.compile(r"WARNING|BUG|Oops|general protection|Call Trace|RIP:|panic
 # Run again after reloading kvm-amd with npt=0: FNAME(page_fault) instead of the TDP MMU.
 SHADOW_CHECKS = ("selftest", "churn", "ecam_native", "ecam_auto", "hole_rw_native")
 PAGING = ("npt", "shadow")
-# One boot for the module: a fresh module build (about a minute), boot, both rounds.
-pytestmark = pytest.mark.timeout(1200)
+# One boot for the module (two if the first hangs: tests/svm_boot.py): a fresh module
+# build (about a minute), boot, both rounds.
+BOOT_TIMEOUT_S = 600
+pytestmark = pytest.mark.timeout(2 * BOOT_TIMEOUT_S + 200)
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +38,7 @@ def reports():
     # printk 8: a WARN or lockup in the SVM host leaves its stack trace on the console.
     script = (f"echo 8 > /proc/sys/kernel/printk && {checks} && {shadow} && "
               f"{checks} {' '.join(SHADOW_CHECKS)}")
-    done = run_patched(["/bin/sh", "-c", script], cwd=REPO, timeout=900)
+    done = boot(run_patched, ["/bin/sh", "-c", script], cwd=REPO, timeout=BOOT_TIMEOUT_S)
     assert done.returncode == 0, f"{done.stderr}\n{done.console[-3000:]}"
     lines = [json.loads(line) for line in done.stdout.splitlines()]
     return {"npt" if line["npt"] else "shadow": line for line in lines}

@@ -31,10 +31,11 @@ def print_tables(report: dict, console: Console) -> None:
                   f"{_spread(tui['apply_ms'])} ms, snapshot and repaint "
                   f"{_spread(tui['refresh_ms'])} ms, idle repaint cycle "
                   f"{_spread(tui['idle_repaint_ms'])} ms")
-    if "scale" in report:
-        _print_scale(report["scale"], console)
-    if "svm" in report:
-        _print_svm(report["svm"], console)
+    for name, show in (("scale", _print_scale), ("svm", _print_svm)):
+        if "error" in report.get(name, {}):
+            console.print(f"[bold red]{name}: not measured[/]: {report[name]['error']}")
+        elif name in report:
+            show(report[name], console)
 
 
 def _print_memory(rows: list[dict], where: str, console: Console) -> None:
@@ -214,4 +215,32 @@ def write_plots(report: dict, out: Path) -> list[Path]:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     written.append(path)
+    if "rows" in report.get("scale", {}):
+        written.append(_plot_scale(report["scale"]["rows"], out, plt))
     return written
+
+
+def _plot_scale(rows: list[dict], out: Path, plt) -> Path:
+    """What one monitor and its views cost as idle guests are added: the growth."""
+    guests = [r["idle_guests"] for r in rows]
+    fig, (times, memory) = plt.subplots(1, 2, figsize=(10, 4))
+    for label, values in (("one poll", [r["poll_ms"] for r in rows]),
+                          ("/metrics scrape", [r["exporter"]["scrape_ms"] for r in rows]),
+                          ("top refresh (CPU)", [r["tui"]["refresh_ms"] for r in rows])):
+        times.plot(guests, [v["median"] for v in values], marker="o", label=label)
+    times.set_xlabel("idle guests (+2 busy)")
+    times.set_ylabel("ms, median")
+    times.set_title("monitor and views, per round")
+    times.legend()
+    memory.plot(guests, [r["monitor_rss_bytes"] / 1e6 for r in rows], marker="o",
+                label="monitor RSS (MB)")
+    memory.plot(guests, [r["monitor_cpu_share"] * 100 for r in rows], marker="o",
+                label="monitor CPU at 1 poll/s (%)")
+    memory.set_xlabel("idle guests (+2 busy)")
+    memory.set_title("the monitor's footprint")
+    memory.legend()
+    fig.tight_layout()
+    path = out / "scale.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from kvmhole.bench import report, runner
+from kvmhole.errors import KvmholeError
 
 
 class _Bar:
@@ -57,6 +58,10 @@ def bench(quick, as_json, out, svm, scale):
         click.echo(json.dumps(result))
     else:
         report.print_tables(result, Console())
+    failed = [f"{name}: {result[name]['error']}" for name in runner.OPTIONAL
+              if "error" in result.get(name, {})]
+    if failed:  # the rest was measured and written; say what is missing, and fail
+        raise KvmholeError("; ".join(failed))
 
 
 def _writable(out: Path) -> None:

@@ -8,7 +8,7 @@ this machine's files, and returns the command's output and exit code.
 TCG timings are no hardware timings: compare ratios only.
 """
 
-from kvmhole.svmhost.errors import SvmHostError
+from kvmhole.svmhost.errors import SvmHostError, SvmHostTimeout
 from kvmhole.svmhost.machine import CPU, SvmResult, run
 
-__all__ = ["CPU", "SvmHostError", "SvmResult", "run"]
+__all__ = ["CPU", "SvmHostError", "SvmHostTimeout", "SvmResult", "run"]

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kvmhole.svmhost import initramfs
-from kvmhole.svmhost.errors import SvmHostError
+from kvmhole.svmhost.errors import SvmHostError, SvmHostTimeout
 from kvmhole.svmhost.kernel import kernel_image
 
 QEMU = os.environ.get("KVMHOLE_QEMU", "qemu-system-x86_64")
@@ -155,7 +155,7 @@ def run(command: list[str], *, timeout: float = 600, cwd: Path | None = None,
         console = (work / "console.log").read_text(errors="replace") \
             if (work / "console.log").exists() else ""
         if timed_out:
-            raise SvmHostError(f"the SVM host did not power off within {timeout:g} s "
+            raise SvmHostTimeout(f"the SVM host did not power off within {timeout:g} s "
                                f"(console: {_console_tail(console)}; {_job_tail(out)})")
         if (out / "setup-error").exists():
             raise SvmHostError(f"SVM host: {(out / 'setup-error').read_text().strip()}")
