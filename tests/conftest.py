@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from kvmhole.vmm import registry
 from kvmhole.vmm.registry import process_state
 
 KVMHOLE = [sys.executable, "-m", "kvmhole"]
@@ -54,6 +55,16 @@ def result(process: subprocess.Popen, timeout: float = 240) -> dict:
     out, err = process.communicate(timeout=timeout)
     assert process.returncode == 0, err
     return json.loads(out)
+
+
+def wait_registered(guest: subprocess.Popen, timeout: float = 60) -> None:
+    """Until the kvmhole VMM `guest` has written its registry entry (it runs then)."""
+    entry = registry.entry_path(guest.pid)
+    deadline = time.monotonic() + timeout
+    while not entry.exists():
+        assert guest.poll() is None, f"the guest exited before it registered: {guest.returncode}"
+        assert time.monotonic() < deadline, "the guest did not register"
+        time.sleep(0.05)
 
 
 def start_stopped(args: list[str], env: dict) -> subprocess.Popen:

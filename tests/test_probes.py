@@ -9,7 +9,14 @@ import pytest
 
 from kvmhole.guests import multiboot
 from kvmhole.probes.monitor import Monitor
-from tests.conftest import KVMHOLE, assert_one_line_error, kvmhole, result, start_guest
+from tests.conftest import (
+    KVMHOLE,
+    assert_one_line_error,
+    kvmhole,
+    result,
+    start_guest,
+    wait_registered,
+)
 
 
 @pytest.fixture(scope="module")
@@ -113,9 +120,7 @@ def test_monitor_started_after_the_guest(registry):
     guest = subprocess.Popen([*KVMHOLE, "run", "mixed", "--hole", "alias", "--pages", "32"],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        while not (registry / f"{guest.pid}.json").exists():
-            assert guest.poll() is None, guest.communicate()
-            time.sleep(0.05)
+        wait_registered(guest)
         with Monitor(pids={guest.pid}) as late:
             first = late.poll().guest(guest.pid)
             assert (first.name, first.strategy) == (f"mixed-{guest.pid}", "alias")

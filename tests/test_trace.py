@@ -1,12 +1,11 @@
 """kvmhole trace as a user runs it, beside a real guest."""
 
 import json
+import os
 import signal
 import subprocess
-import sys
 
-from kvmhole.vmm.registry import process_state
-from tests.conftest import KVMHOLE, kvmhole, run_json
+from tests.conftest import KVMHOLE, kvmhole, run_json, start_stopped
 
 
 def start_trace(*args: str) -> subprocess.Popen:
@@ -88,23 +87,9 @@ def test_bad_hole_range_is_one_line():
         "kvmhole: error: bad hole range '12:0xc0000000-0xb0000000': START must be below END"]
 
 
-STOPPED_RUN = ("import os, signal, sys\n"
-               "os.kill(os.getpid(), signal.SIGSTOP)  # until the tracer watches this pid\n"
-               "os.execv(sys.executable, [sys.executable, '-m', 'kvmhole', 'run', *sys.argv[1:]])")
-
-
-def stopped_guest(*args: str) -> subprocess.Popen:
-    """`kvmhole run ARGS` whose pid is known before it starts: stopped until SIGCONT."""
-    guest = subprocess.Popen([sys.executable, "-c", STOPPED_RUN, *args],
-                             stdout=subprocess.PIPE, text=True)
-    while process_state(guest.pid) != "T":
-        pass
-    return guest
-
-
 def test_every_exit_event_is_printed_or_reported_lost(run_dir):
-    guests = [stopped_guest("ecam-scan", "--hole", "exit", "--pages", "65535", "--json")
-              for _ in range(3)]
+    guests = [start_stopped(["run", "ecam-scan", "--hole", "exit", "--pages", "65535", "--json"],
+                            dict(os.environ)) for _ in range(3)]
     pids = [arg for g in guests for arg in ("-p", str(g.pid))]
     trace = start_trace("--json", "--events", "--interval", "0.5", *pids)
     for guest in guests:

@@ -24,7 +24,7 @@ from kvmhole.tui.app import TopApp
 from kvmhole.tui.help import HelpScreen
 from kvmhole.tui.table import GuestTable
 from kvmhole.vmm import registry
-from tests.conftest import KVMHOLE, kvmhole
+from tests.conftest import KVMHOLE, kvmhole, wait_registered
 from tests.tui_synthetic import SyntheticSource
 
 SIZE = (120, 36)
@@ -222,11 +222,7 @@ def start_guest(strategy: str) -> subprocess.Popen:
     """An endless `mixed` guest, returned once it has registered (so it is running)."""
     guest = subprocess.Popen([*KVMHOLE, "run", "mixed", "--hole", strategy, "--name",
                               f"t-{strategy}"], stdout=subprocess.DEVNULL)
-    entry = registry.registry_dir() / f"{guest.pid}.json"
-    deadline = time.monotonic() + 60
-    while not entry.exists():
-        assert guest.poll() is None and time.monotonic() < deadline, "the guest did not start"
-        time.sleep(0.05)
+    wait_registered(guest)
     return guest
 
 
