@@ -192,11 +192,7 @@ def write_plots(report: dict, out: Path) -> list[Path]:
     ax.legend(loc="upper center")
     ax.set_ylabel("µs per hole read (guest loop included)")
     ax.set_title("ecam-scan: cost of one hole read by strategy")
-    fig.tight_layout()
-    path = out / "access_cost.png"
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    written.append(path)
+    written.append(_save(fig, out / "access_cost.png", plt))
 
     fig, ax = plt.subplots(figsize=(7, 4))
     for strategy in (name for name, s in STRATEGIES.items() if s.maps_memory):
@@ -210,11 +206,7 @@ def write_plots(report: dict, out: Path) -> list[Path]:
     ax.set_ylabel("MB over the exit strategy")
     ax.set_title("host memory cost of backing the hole")
     ax.legend()
-    fig.tight_layout()
-    path = out / "memory.png"
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    written.append(path)
+    written.append(_save(fig, out / "memory.png", plt))
     if "rows" in report.get("scale", {}):
         written.append(_plot_scale(report["scale"]["rows"], out, plt))
     return written
@@ -239,8 +231,11 @@ def _plot_scale(rows: list[dict], out: Path, plt) -> Path:
     memory.set_xlabel("idle guests (+2 busy)")
     memory.set_title("the monitor's footprint")
     memory.legend()
+    return _save(fig, out / "scale.png", plt)
+
+
+def _save(fig, path: Path, plt) -> Path:
     fig.tight_layout()
-    path = out / "scale.png"
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
