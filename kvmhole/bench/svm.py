@@ -48,10 +48,16 @@ def steps() -> int:
 def _inside(pages: int, reps: int, sizes_mib=SVM_SIZES_MIB, linux_boots: bool = True) -> None:
     from kvmhole.bench import access_cost, host, linux_boot, memory
 
-    report = {"host": host.facts(), "access_cost": access_cost.measure(pages, reps, lambda: None),
-              "memory": memory.measure(sizes_mib, lambda: None)}
+    def section(name: str, measure) -> None:
+        # one line per section on stderr: a hang's report names the section it was in
+        print(f"kvmhole bench inside the SVM host: {name}", file=sys.stderr, flush=True)
+        report[name] = measure()
+
+    report = {"host": host.facts()}
+    section("access_cost", lambda: access_cost.measure(pages, reps, lambda: None))
+    section("memory", lambda: memory.measure(sizes_mib, lambda: None))
     if linux_boots:  # minutes under TCG
-        report["linux_boot"] = linux_boot.measure()
+        section("linux_boot", linux_boot.measure)
     (Path(os.environ["KVMHOLE_SVMHOST_OUT"]) / RESULT).write_text(json.dumps(report))
 
 

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from kvmhole.svmhost import initramfs
+from kvmhole.svmhost import hang, initramfs
 from kvmhole.svmhost.errors import SvmHostError, SvmHostTimeout
 from kvmhole.svmhost.kernel import kernel_image
 
@@ -43,21 +43,24 @@ class SvmResult:
     files: dict[str, bytes]  # what the job wrote into $KVMHOLE_SVMHOST_OUT
 
 
-def _job_script(command: list[str], cwd: Path, env: dict[str, str], files: Path) -> str:
-    env = {**env, "KVMHOLE_SVMHOST_OUT": str(files)}
+def _job_script(command: list[str], cwd: Path, env: dict[str, str], out: Path) -> str:
+    env = {**env, "KVMHOLE_SVMHOST_OUT": str(out / "files"),
+           hang.SYMBOLS_ENV: str(out / "kallsyms")}
     exports = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in sorted(env.items())
                       if k.isidentifier() and k not in _HOST_ONLY_ENV)
-    return (f"{exports}export TERM=dumb\ncd {shlex.quote(str(cwd))} || exit 125\n"
+    return (f"{exports}export TERM=dumb\n{hang.save_symbols()}\n"
+            f"cd {shlex.quote(str(cwd))} || exit 125\n"
             f"exec {shlex.join(command)}\n")
 
 
 def qemu_command(vmlinuz: Path, initrd: Path, out: Path, image_root: Path, *,
-                 memory: str, cpus: int, cpu: str, kvm: str) -> list[str]:
-    append = (f"console=ttyS0 panic=-1 loglevel=4 kvmhole.out={out} "
+                 memory: str, cpus: int, cpu: str, kvm: str, monitor: Path) -> list[str]:
+    append = (f"console=ttyS0 panic=-1 loglevel=4 nokaslr kvmhole.out={out} "
               f"kvmhole.image={image_root} kvmhole.kvm={kvm}")
     return [QEMU, "-accel", "tcg,thread=multi", "-smp", str(cpus), "-m", memory, "-cpu", cpu,
             "-kernel", str(vmlinuz), "-initrd", str(initrd), "-append", append,
-            "-display", "none", "-monitor", "none", "-no-reboot", "-nodefaults",
+            "-display", "none", "-monitor", f"unix:{monitor},server=on,wait=off",
+            "-no-reboot", "-nodefaults",
             "-serial", f"file:{out.parent / 'console.log'}",
             "-fsdev", "local,id=root,path=/,security_model=none,readonly=on,multidevs=remap",
             "-device", "virtio-9p-pci,fsdev=root,mount_tag=hostroot",
@@ -136,10 +139,10 @@ def run(command: list[str], *, timeout: float = 600, cwd: Path | None = None,
         (out / "files").mkdir(parents=True)
         (out / "job.sh").write_text(_job_script(command, cwd or Path.cwd(),
                                                 dict(os.environ if env is None else env),
-                                                out / "files"))
+                                                out))
         initrd = initramfs.build(image, work / "initramfs.cpio")
         argv = qemu_command(image.vmlinuz, initrd, out, image.root, memory=memory, cpus=cpus,
-                            cpu=cpu, kvm=kvm)
+                            cpu=cpu, kvm=kvm, monitor=work / "monitor")
         progress(f"booting the SVM host ({image.version}, QEMU TCG, {cpus} vCPUs)")
         started = time.monotonic()
         qemu = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -151,12 +154,13 @@ def run(command: list[str], *, timeout: float = 600, cwd: Path | None = None,
         follower.follow()
         seconds = time.monotonic() - started
         timed_out = qemu.poll() is None
+        stuck = hang.where(work / "monitor", out / "kallsyms") if timed_out else ""
         _stop(qemu)
         console = (work / "console.log").read_text(errors="replace") \
             if (work / "console.log").exists() else ""
         if timed_out:
             raise SvmHostTimeout(f"the SVM host did not power off within {timeout:g} s "
-                               f"(console: {_console_tail(console)}; {_job_tail(out)})")
+                               f"(console: {_console_tail(console)}; {_job_tail(out)}; {stuck})")
         if (out / "setup-error").exists():
             raise SvmHostError(f"SVM host: {(out / 'setup-error').read_text().strip()}")
         if not (out / "status").exists():
