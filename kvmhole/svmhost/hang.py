@@ -17,6 +17,7 @@ from pathlib import Path
 _CPU = re.compile(r"^CPU#(\d+)", re.M)
 _RIP = re.compile(r"RIP=([0-9a-f]{16})")
 _KERNEL_TEXT = 0xffffffff80000000
+_LARGEST_FUNCTION = 0x10000  # further from its symbol, an address is someone else's code
 
 
 SYMBOLS_ENV = "KVMHOLE_SVMHOST_KALLSYMS"  # where the job saves the kernel's text symbols
@@ -42,8 +43,8 @@ class SymbolMap:
 
     def name(self, address: int) -> str:
         i = bisect.bisect_right(self.addresses, address) - 1
-        if address < _KERNEL_TEXT or i < 0:
-            return f"{address:#x} (not kernel text: the guest's code or user space)"
+        if address < _KERNEL_TEXT or i < 0 or address - self.addresses[i] > _LARGEST_FUNCTION:
+            return f"{address:#x} (not the SVM host's kernel text: a guest's code or user space)"
         return f"{self.names[i]}+{address - self.addresses[i]:#x}"
 
 

@@ -28,6 +28,8 @@ QEMU = os.environ.get("KVMHOLE_QEMU", "qemu-system-x86_64")
 # dropped so that QEMU does not warn about each of them.
 CPU = ("EPYC,+svm,+npt,-fxsr-opt,-sha-ni,-xsavec,-misalignsse,-3dnowprefetch,"
        "-osvw,-topoext,-perfctr-core,-clzero,-xsaveerptr,-fma,-avx,-avx2,-f16c")
+# Run inside: returns once an idle VM is held open for the rest of the job (keeper.py).
+HOLD_VM = f"{sys.executable} -m kvmhole.svmhost.keeper"
 # Environment variables of the caller that mean nothing inside the SVM host.
 _HOST_ONLY_ENV = {"PWD", "OLDPWD", "SHLVL", "_", "TMPDIR", "DISPLAY", "TERM",
                   "SSH_AUTH_SOCK", "SSH_CONNECTION", "SSH_CLIENT", "SSH_TTY"}
@@ -43,13 +45,15 @@ class SvmResult:
     files: dict[str, bytes]  # what the job wrote into $KVMHOLE_SVMHOST_OUT
 
 
-def _job_script(command: list[str], cwd: Path, env: dict[str, str], out: Path) -> str:
+def _job_script(command: list[str], cwd: Path, env: dict[str, str], out: Path,
+                hold_vm: bool) -> str:
     env = {**env, "KVMHOLE_SVMHOST_OUT": str(out / "files"),
            hang.SYMBOLS_ENV: str(out / "kallsyms")}
     exports = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in sorted(env.items())
                       if k.isidentifier() and k not in _HOST_ONLY_ENV)
-    return (f"{exports}export TERM=dumb\n{hang.save_symbols()}\n"
-            f"cd {shlex.quote(str(cwd))} || exit 125\n"
+    cd = f"cd {shlex.quote(str(cwd))} || exit 125\n"
+    hold = f"{cd}{HOLD_VM} || exit 125\n" if hold_vm else ""
+    return (f"{exports}export TERM=dumb\n{hang.save_symbols()}\n{hold}{cd}"
             f"exec {shlex.join(command)}\n")
 
 
@@ -118,12 +122,15 @@ def _job_tail(out: Path, lines: int = 3) -> str:
 
 def run(command: list[str], *, timeout: float = 600, cwd: Path | None = None,
         env: dict[str, str] | None = None, kvm: str = "stock", memory: str = "4G",
-        cpus: int = 2, cpu: str = CPU, stream: bool = False,
+        cpus: int = 2, cpu: str = CPU, stream: bool = False, hold_vm: bool = True,
         progress=lambda message: None) -> SvmResult:
     """Boot the SVM host, run `command` in it (in `cwd`, with `env`), power it off.
 
     kvm="stock" loads Debian's kvm_amd before the job (and fails if /dev/kvm does not
     appear); any other value leaves loading KVM to the job (e.g. rebuilt modules).
+    With kvm="stock" and hold_vm, an idle VM is held open for the whole job
+    (keeper.py: without it the SVM host could hang); a job that replaces the KVM
+    modules first passes hold_vm=False and starts the keeper itself.
     With stream=True the job's output is copied to ours as it is written. Files the
     job writes into the directory $KVMHOLE_SVMHOST_OUT come back in SvmResult.files.
     """
@@ -139,7 +146,7 @@ def run(command: list[str], *, timeout: float = 600, cwd: Path | None = None,
         (out / "files").mkdir(parents=True)
         (out / "job.sh").write_text(_job_script(command, cwd or Path.cwd(),
                                                 dict(os.environ if env is None else env),
-                                                out))
+                                                out, hold_vm and kvm == "stock"))
         initrd = initramfs.build(image, work / "initramfs.cpio")
         argv = qemu_command(image.vmlinuz, initrd, out, image.root, memory=memory, cpus=cpus,
                             cpu=cpu, kvm=kvm, monitor=work / "monitor")
