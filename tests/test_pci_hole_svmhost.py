@@ -14,6 +14,7 @@ import pytest
 from kvmhole.kernel.build import build
 from kvmhole.kernel.svmhost import run_patched
 from kvmhole.svmhost.kernel import BUSYBOX
+from kvmhole.svmhost.machine import HOLD_VM, RELEASE_VM
 from tests.conftest import kvmhole
 from tests.svm_boot import boot
 
@@ -34,7 +35,8 @@ pytestmark = pytest.mark.timeout(2 * BOOT_TIMEOUT_S + 200)
 @pytest.fixture(scope="module")
 def reports():
     checks = f"{sys.executable} -m tests.pci_hole_checks"
-    shadow = f"{BUSYBOX} rmmod kvm_amd && {BUSYBOX} insmod {build().modules['kvm-amd']} npt=0"
+    shadow = (f"{RELEASE_VM} && {BUSYBOX} rmmod kvm_amd && "
+              f"{BUSYBOX} insmod {build().modules['kvm-amd']} npt=0 && {HOLD_VM}")
     # printk 8: a WARN or lockup in the SVM host leaves its stack trace on the console.
     script = (f"echo 8 > /proc/sys/kernel/printk && {checks} && {shadow} && "
               f"{checks} {' '.join(SHADOW_CHECKS)}")

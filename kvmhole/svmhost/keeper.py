@@ -12,7 +12,8 @@ monitor: hang.py). One VM with one LAPIC-less vCPU, held from the job's start,
 keeps both keys on and the code unpatched. It never runs, so no probe sees it.
 
 `python -m kvmhole.svmhost.keeper` (machine.HOLD_VM) returns once the VM exists and
-leaves a child holding it until the SVM host powers off.
+leaves a child holding it until the SVM host powers off, or until machine.RELEASE_VM
+(before unloading KVM's modules, which a held VM keeps in use).
 """
 
 import os
@@ -20,17 +21,27 @@ import signal
 import sys
 
 from kvmhole.kvm import System
+from kvmhole.svmhost.machine import KEEPER_PID_FILE as PID_FILE
 
 
 def keep() -> None:
     system = System()
     vm = system.create_vm()
-    vm.create_vcpu(0)  # no KVM_CREATE_IRQCHIP: this is what holds kvm_has_noapic_vcpu
-    if os.fork() == 0:  # the child holds the fds; the job goes on when the parent exits
-        os.setsid()
+    vcpu = vm.create_vcpu(0)  # no KVM_CREATE_IRQCHIP: this is what holds kvm_has_noapic_vcpu
+    child = os.fork()
+    if child:  # the job goes on once the holder's pid is known
+        PID_FILE.write_text(f"{child}\n")
+        os._exit(0)
+    os.setsid()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
         while True:
             signal.pause()
-    sys.exit(0)
+    finally:  # let go before saying so: the modules can be unloaded once the file is gone
+        vcpu.close()
+        vm.close()
+        system.close()
+        PID_FILE.unlink()
 
 
 if __name__ == "__main__":

@@ -28,8 +28,12 @@ QEMU = os.environ.get("KVMHOLE_QEMU", "qemu-system-x86_64")
 # dropped so that QEMU does not warn about each of them.
 CPU = ("EPYC,+svm,+npt,-fxsr-opt,-sha-ni,-xsavec,-misalignsse,-3dnowprefetch,"
        "-osvw,-topoext,-perfctr-core,-clzero,-xsaveerptr,-fma,-avx,-avx2,-f16c")
-# Run inside: returns once an idle VM is held open for the rest of the job (keeper.py).
+# Run inside: returns once an idle VM is held open for the rest of the job (keeper.py),
+# and returns once it is let go (before unloading KVM's modules).
 HOLD_VM = f"{sys.executable} -m kvmhole.svmhost.keeper"
+KEEPER_PID_FILE = Path("/run/kvmhole-keeper.pid")  # the holder's pid; gone once it let go
+RELEASE_VM = (f"kill $(cat {KEEPER_PID_FILE}) && "
+              f"while [ -e {KEEPER_PID_FILE} ]; do sleep 0.1; done")
 # Environment variables of the caller that mean nothing inside the SVM host.
 _HOST_ONLY_ENV = {"PWD", "OLDPWD", "SHLVL", "_", "TMPDIR", "DISPLAY", "TERM",
                   "SSH_AUTH_SOCK", "SSH_CONNECTION", "SSH_CLIENT", "SSH_TTY"}

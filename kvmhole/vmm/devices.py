@@ -36,15 +36,6 @@ class EcamWindow:
     def __contains__(self, addr: int) -> bool:
         return addr in self.map.ecam
 
-    def read_hole(self, addr: int, length: int, data) -> bool:
-        """Answer a read if it is a hole read (in the window, no function there): the run
-        loop's hot path, taken before any exit object is made."""
-        if addr not in self.map.ecam or (addr & -FUNCTION_SIZE) in self.functions:
-            return False
-        self.counts.hole_read_exits += 1
-        data[:length] = ALL_ONES[:length]
-        return True
-
     def read(self, addr: int, length: int, type1: bool = False) -> bytes:
         """What a read of `length` bytes at `addr` returns (a present function's config
         space, or all-ones from the hole); type1: it came by type-1 port I/O."""
