@@ -11,6 +11,7 @@ from textual.widgets import Sparkline, Static
 from kvmhole.probes.snapshot import GuestStats, Histogram
 from kvmhole.tui.columns import COLUMN, count, printable, seconds
 from kvmhole.tui.history import SERIES, Point
+from kvmhole.tui.rendered import SizedStatic
 from kvmhole.vmm.strategies import strategy_of
 
 BAR_WIDTH = 20
@@ -106,15 +107,16 @@ class DetailPane(Vertical):
                     yield Static(id=f"label-{key}")
                     yield Sparkline([], id=f"spark-{key}")
             with Vertical(id="tables"):
-                yield Static(id="reasons")
-                yield Static(id="config")
-            yield Static(id="latency")
+                yield SizedStatic(id="reasons")
+                yield SizedStatic(id="config")
+            yield SizedStatic(id="latency")
 
     def show(self, g: GuestStats | None, points: list[Point], probe_path: str) -> None:
         """Show guest g (None: nothing selected) with its history, oldest point first.
 
-        The one-line widgets are updated without a layout pass (their size is fixed):
-        at every poll a layout of the whole screen would cost more than the table."""
+        Nothing here asks for a layout pass unless a size changes: at every poll a
+        layout of the whole screen would cost more than the table. The one-line widgets
+        have a fixed size; the tables are SizedStatics."""
         self.query_one("#detail-title", Static).update(
             "no guest selected" if g is None else title(g, probe_path), layout=False)
         for key in SERIES:
@@ -126,7 +128,11 @@ class DetailPane(Vertical):
             if series:
                 label += f" · max {count(max(series))}"
             self.query_one(f"#label-{key}", Static).update(label, layout=False)
+        if g is None:
+            for static in self.query(SizedStatic):
+                static.update("")
+            return
         reasons = points[-1].reasons if points else {}
-        self.query_one("#reasons", Static).update(reasons_table(g, reasons) if g else "")
-        self.query_one("#config", Static).update(mechanisms_table(g) if g else "")
-        self.query_one("#latency", Static).update(latency_table(g.roundtrip) if g else "")
+        self.query_one("#reasons", SizedStatic).show(reasons_table(g, reasons))
+        self.query_one("#config", SizedStatic).show(mechanisms_table(g))
+        self.query_one("#latency", SizedStatic).show(latency_table(g.roundtrip))
