@@ -2,7 +2,6 @@
 mechanism with the busiest buses and the cost estimate, round-trip latency."""
 
 from rich.console import Group
-from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
@@ -11,6 +10,7 @@ from textual.widgets import Sparkline, Static
 from kvmhole.probes.snapshot import GuestStats, Histogram
 from kvmhole.tui.columns import COLUMN, count, printable, seconds
 from kvmhole.tui.history import SERIES, Point
+from kvmhole.tui.plain_table import PlainTable
 from kvmhole.tui.rendered import SizedStatic
 from kvmhole.vmm.strategies import strategy_of
 
@@ -38,9 +38,8 @@ def title(g: GuestStats, probe_path: str) -> Text:
     return text
 
 
-def reasons_table(g: GuestStats, rates: dict[str, float]) -> Table:
-    table = Table("exit reason", "total", "/s", box=None, padding=(0, 1), expand=False,
-                  title="userspace exits by reason", title_justify="left")
+def reasons_table(g: GuestStats, rates: dict[str, float]) -> PlainTable:
+    table = PlainTable("exit reason", "total", "/s", title="userspace exits by reason")
     for reason, n in sorted(g.userspace_exits.items(), key=lambda item: -item[1]):
         table.add_row(reason, count(n), count(rates.get(reason, 0.0)))
     if not g.userspace_exits:
@@ -51,8 +50,8 @@ def reasons_table(g: GuestStats, rates: dict[str, float]) -> Table:
 def mechanisms_table(g: GuestStats) -> Group:
     """Absent-function reads per mechanism, the busiest buses, and what the reads cost:
     an estimate, so its inputs (exits x the median round trip) are on the screen too."""
-    table = Table("hole reads", "kernel", "exited", "exits", "fns", box=None, padding=(0, 1),
-                  title="absent-function config reads", title_justify="left")
+    table = PlainTable("hole reads", "kernel", "exited", "exits", "fns",
+                       title="absent-function config reads")
     for mechanism, c in g.config.items():
         table.add_row(mechanism, count(c.reads_in_kernel), count(c.read_exits), count(c.exits),
                       count(c.functions))
@@ -68,11 +67,11 @@ def mechanisms_table(g: GuestStats) -> Group:
     return Group(*lines)
 
 
-def latency_table(h: Histogram) -> Table:
+def latency_table(h: Histogram) -> PlainTable:
     """The non-empty span of the power-of-two buckets, one bar each."""
-    table = Table("round trip ≤", "exits", "", box=None, padding=(0, 1),
-                  title=f"p50 {seconds(h.quantile(0.5))} · p99 {seconds(h.quantile(0.99))} · "
-                        f"mean {seconds(h.mean_s)}", title_justify="left")
+    table = PlainTable("round trip ≤", "exits", "",
+                       title=f"p50 {seconds(h.quantile(0.5))} · p99 {seconds(h.quantile(0.99))} · "
+                             f"mean {seconds(h.mean_s)}")
     used = [i for i, n in enumerate(h.counts) if n]
     if not used:
         table.add_row("no exits yet", "", "")
