@@ -35,16 +35,17 @@ DRAWN = {  # by PlainTable itself, at a width they fit in
     "wide characters": table(("名前", "n"), [("日本語", "1")]),
     "text styles": table(("a", "b"), [(Text("x", style=Style(bold=True)), Text("y"))],
                          title="t"),
+    "title wider than the table": table(("a",), [("b",)], title="a title longer than the table"),
+    "title with markup": table(("a",), [("b",)], title="[bold]t[/bold]"),
+    "no title": table(("a",), [("b",)], title=""),
 }
 HANDED_TO_RICH = {
-    "title wider than the table": table(("a",), [("b",)], title="a title longer than the table"),
     "an empty column": table(("a", ""), [("x", ""), ("yy", "")], title="t"),
     "markup": table(("a",), [("[bold]b[/bold]",)]),
     "emoji code": table(("a",), [(":smile:",)]),
     "line break": table(("a",), [("b\nc",)]),
     "text with spans": table(("a",), [(Text.assemble(("b", "red"), "c"),)]),
     "justified text": table(("a",), [(Text("b", justify="right"),)]),
-    "no title": table(("a",), [("b",)], title=""),
 }
 CASES = DRAWN | HANDED_TO_RICH
 CONSOLE = Console(width=160, force_terminal=True, color_system="truecolor")

@@ -3,11 +3,11 @@
 rich lays a Table out through its general machinery (every cell measured, padded,
 wrapped and aligned as a renderable of its own), which cost more than the rest of
 the detail pane at every poll. The detail tables are plain: one-line cells of text
-in one style, a left-justified title, columns that fit. For those, what
-rich.Table(..., box=None, padding=(0, 1)) yields is regular (per cell: a space, the
-text padded to the column's width, a space), and PlainTable yields the very same
-segments itself; tests/test_plain_table.py holds it to rich's. Any other table is
-handed to rich.Table whole.
+in one style, columns that fit. For those, what rich.Table(..., box=None,
+padding=(0, 1)) yields is regular (per cell: a space, the text padded to the
+column's width, a space), and PlainTable yields the very same segments itself (the
+title it has rich render, as rich.Table does); tests/test_plain_table.py holds it to
+rich's. Any other table is handed to rich.Table whole.
 """
 
 from rich.cells import cell_len
@@ -47,19 +47,16 @@ class PlainTable:
 
     def _widths(self, max_width: int) -> list[int] | None:
         """Each column's text width, or None when rich has to lay the table out: a cell
-        or the title is not plain, a column is empty, or the table or its title does
-        not fit."""
+        is not plain, a column is empty or the table does not fit."""
         texts = [self.headers, *([c.plain if isinstance(c, Text) else c for c in row]
                                  for row in self.rows)]
-        if not self.title or not all(_plain(t) for t in (self.title, *(t for row in texts
-                                                                        for t in row))):
+        if not all(_plain(text) for row in texts for text in row):
             return None
         if not all(not c.spans and c.justify is None for row in self.rows for c in row
                    if isinstance(c, Text)):
             return None
         widths = [max(cell_len(row[i]) for row in texts) for i in range(len(self.headers))]
-        table_width = sum(widths) + 2 * len(widths)
-        if 0 in widths or table_width > max_width or cell_len(self.title) > table_width:
+        if 0 in widths or sum(widths) + 2 * len(widths) > max_width:
             return None  # rich draws an empty column differently
         return widths
 
@@ -80,8 +77,10 @@ class PlainTable:
             yield self.as_rich()
             return
         table_width = sum(widths) + 2 * len(widths)
-        yield Segment(_ljust(self.title, table_width), console.get_style("table.title"))
-        yield Segment.line()
+        if self.title:  # as rich.Table renders it: wrapped to the table's width
+            title = console.render_str(self.title, style="table.title", highlight=False)
+            yield from console.render(title, options.update(
+                width=table_width, highlight=False, height=None, justify="left"))
         header = console.get_style("table.header")
         for width, text in zip(widths, self.headers, strict=True):
             yield from (Segment(" ", header), Segment(_ljust(text, width), header),
