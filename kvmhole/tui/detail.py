@@ -5,13 +5,14 @@ from rich.console import Group
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Sparkline, Static
+from textual.widgets import Static
 
 from kvmhole.probes.snapshot import GuestStats, Histogram
 from kvmhole.tui.columns import COLUMN, count, printable, seconds
 from kvmhole.tui.history import SERIES, Point
 from kvmhole.tui.plain_table import PlainTable
 from kvmhole.tui.rendered import SizedStatic
+from kvmhole.tui.sparkline import Sparkline
 from kvmhole.vmm.strategies import strategy_of
 
 BAR_WIDTH = 20
