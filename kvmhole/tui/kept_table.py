@@ -1,0 +1,131 @@
+"""A DataTable that repaints from what it drew before, for tables whose cells change
+one at a time but every poll.
+
+DataTable keys its render caches on a counter that every update_cell bumps, so one
+changed cell re-renders every visible cell and line, through DataTable's per-line
+styling and rich's per-cell layout. With 64 guests changing a cell each at every
+poll, that was most of `kvmhole top`'s refresh. KeptTable keeps each cell's
+segments per place and style, redraws a changed text into them when rich would
+draw it the same way, and keeps each row's style and end-of-row filler.
+
+It overrides private DataTable methods; textual is pinned in pyproject.toml, and
+tests/test_guest_table.py holds a table fed poll after poll to a fresh one.
+"""
+
+from collections.abc import Hashable
+
+from rich.cells import cell_len
+from rich.segment import Segment
+from textual.cache import LRUCache
+from textual.strip import Strip
+from textual.widgets import DataTable
+
+
+def _justified(text: str, width: int, right: bool) -> str:
+    pad = " " * (width - cell_len(text))
+    return pad + text if right else text + pad
+
+
+def _retexted(lines, old: str, new: str, width: int, right: bool):
+    """DataTable's render of a one-line cell showing `old` (width: its text's width,
+    right: right-justified), made to show `new`; None unless rich would draw `new` the
+    same way: it fits, and has no spaces at its ends (which rich strips or keeps) or
+    characters it would escape or expand."""
+    if len(lines) != 1 or len(lines[0]) != 3:
+        return None
+    before, drawn, after = lines[0]
+    if drawn.text != _justified(old, width, right) or not (
+            new.isprintable() and new == new.strip() and 0 < cell_len(new) <= width):
+        return None
+    return [[before, Segment(_justified(new, width, right), drawn.style), after]]
+
+
+class KeptTable(DataTable):
+    """Assumes a row cursor, no row labels, no fixed rows or columns."""
+
+    def __init__(self, **kwargs):
+        # Made first: DataTable's init clears caches.
+        self._rendered = LRUCache(maxsize=4096)  # place and style -> (text, segments)
+        self._row_frames = LRUCache(maxsize=1024)  # row place and state -> style, filler
+        super().__init__(cursor_type="row", **kwargs)
+
+    def cell_shows(self, row_index: int, column_index: int) -> tuple[str, Hashable, bool]:
+        """A data cell's text, what else sets its look (say, a dim style), and whether
+        the text is right-justified."""
+        raise NotImplementedError
+
+    # Overrides DataTable's private cell renderer: kept per place and style with the
+    # text shown, a changed text redrawn into the kept segments when it can be.
+    def _render_cell(self, row_index: int, column_index: int, base_style, width: int,
+                     cursor: bool = False, hover: bool = False):
+        if column_index < 0:  # row labels, which KeptTable has none of
+            return super()._render_cell(row_index, column_index, base_style, width,
+                                        cursor, hover)
+        if row_index < 0:  # the header: kept, never redrawn in place
+            text, look, right = self.ordered_columns[column_index].label.plain, None, None
+        else:
+            text, look, right = self.cell_shows(row_index, column_index)
+        place = (row_index, column_index, look, base_style, width, cursor, hover,
+                 self._show_hover_cursor, self._pseudo_class_state)
+        kept = self._rendered.get(place)
+        if kept is not None and kept[0] == text:
+            return kept[1]
+        lines = None
+        if kept is not None and right is not None:
+            lines = _retexted(kept[1], kept[0], text, width - 2 * self.cell_padding, right)
+        if lines is None:
+            lines = super()._render_cell(row_index, column_index, base_style, width,
+                                         cursor, hover)
+        self._rendered[place] = (text, lines)
+        return lines
+
+    def render_lines(self, crop):
+        # Taken once per paint rather than once per line: DOMNode.rich_style walks the
+        # styles of every ancestor, and a column's width is a reactive lookup.
+        self._paint_style = self.rich_style
+        self._paint_widths = tuple(c.get_render_width(self) for c in self.ordered_columns)
+        return super().render_lines(crop)
+
+    # Overrides DataTable.render_line for a table without fixed rows, in the style of
+    # the latest paint (what the line on screen was painted in, should Textual ask for a
+    # line between paints).
+    def render_line(self, y: int) -> Strip:
+        scroll_x, scroll_y = self.scroll_offset
+        if y >= (self.header_height if self.show_header else 0):
+            y += scroll_y
+        return self._render_line(y, scroll_x, scroll_x + self.size.width, self._paint_style)
+
+    # Overrides DataTable's private row renderer. A row's line is its cells (kept
+    # above) plus the style and end-of-row filler DataTable computed for that row
+    # position and state, which do not depend on the cells.
+    def _render_line_in_row(self, row_key, line_no: int, base_style, cursor_location,
+                            hover_location):
+        row_index = self._row_locations.get(row_key)
+        if row_index is None:  # the header
+            return super()._render_line_in_row(row_key, line_no, base_style,
+                                               cursor_location, hover_location)
+        cursor, hover = cursor_location.row == row_index, hover_location.row == row_index
+        widths = self._paint_widths
+        key = (row_index, line_no, base_style, cursor, hover, self.show_cursor,
+               self._show_hover_cursor, self._pseudo_class_state, self.size.width, widths)
+        frame = self._row_frames.get(key)
+        if frame is None:
+            fixed, scrollable = super()._render_line_in_row(row_key, line_no, base_style,
+                                                            cursor_location, hover_location)
+            self._row_frames[key] = (self._get_row_style(row_index, base_style), scrollable[-1])
+            return fixed, scrollable
+        row_style, filler = frame
+        cells = [self._render_cell(row_index, column_index, row_style, width, cursor,
+                                   hover)[line_no]
+                 for column_index, width in enumerate(widths)]
+        return [], [*cells, filler]
+
+    def _clear_caches(self) -> None:
+        super()._clear_caches()
+        self._rendered.clear()
+        self._row_frames.clear()
+
+    def notify_style_update(self) -> None:
+        self._rendered.clear()  # before DataTable's own clear, which repaints
+        self._row_frames.clear()
+        super().notify_style_update()
