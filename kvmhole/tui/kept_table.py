@@ -54,6 +54,16 @@ class KeptTable(DataTable):
         the text is right-justified."""
         raise NotImplementedError
 
+    def update_cells(self, cells: list[tuple[str, str, object]]) -> None:
+        """update_cell for each (row key, column key, value), with one repaint for all:
+        update_cell repaints the whole table each time. Writes DataTable's private cell
+        data as update_cell does."""
+        for row_key, column_key, value in cells:
+            self._data[row_key][column_key] = value
+        if cells:
+            self._update_count += 1
+            self.refresh()
+
     # Overrides DataTable's private cell renderer: kept per place and style with the
     # text shown, a changed text redrawn into the kept segments when it can be.
     def _render_cell(self, row_index: int, column_index: int, base_style, width: int,

@@ -40,16 +40,18 @@ class GuestTable(KeptTable):
         for key in [k for k in self._shown if k not in wanted]:
             self.remove_row(key)
             del self._shown[key]
+        changed = []
         for key, g in wanted.items():
             shown = (g.alive, tuple(c.cell(g) for c in COLUMNS))
             before = self._shown.get(key)
             if before is None:
                 self.add_row(*(_cell(g, c) for c in COLUMNS), key=key)
             elif before != shown:
-                for column, old, new in zip(COLUMNS, before[1], shown[1], strict=True):
-                    if old != new or before[0] != g.alive:
-                        self.update_cell(key, column.key, _cell(g, column))
+                changed += [(key, column.key, _cell(g, column)) for column, old, new
+                            in zip(COLUMNS, before[1], shown[1], strict=True)
+                            if old != new or before[0] != g.alive]
             self._shown[key] = shown
+        self.update_cells(changed)
         rank = {key: i for i, key in enumerate(wanted)}
         if [row.key.value for row in self.ordered_rows] != list(wanted):
             self.sort("pid", key=lambda pid: rank[pid.plain])
