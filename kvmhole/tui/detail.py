@@ -11,7 +11,7 @@ from kvmhole.probes.snapshot import GuestStats, Histogram
 from kvmhole.tui.columns import COLUMN, count, printable, seconds
 from kvmhole.tui.history import SERIES, Point
 from kvmhole.tui.plain_table import PlainTable
-from kvmhole.tui.rendered import SizedStatic
+from kvmhole.tui.rendered import SizedStatic, update_line
 from kvmhole.tui.sparkline import Sparkline
 from kvmhole.vmm.strategies import strategy_of
 
@@ -117,8 +117,8 @@ class DetailPane(Vertical):
         Nothing here asks for a layout pass unless a size changes: at every poll a
         layout of the whole screen would cost more than the table. The one-line widgets
         have a fixed size; the tables are SizedStatics."""
-        self.query_one("#detail-title", Static).update(
-            "no guest selected" if g is None else title(g, probe_path), layout=False)
+        update_line(self.query_one("#detail-title", Static),
+                    "no guest selected" if g is None else title(g, probe_path))
         for key in SERIES:
             spark = self.query_one(f"#spark-{key}", Sparkline)
             series = [p.rates[key] for p in points] if g else []
@@ -127,7 +127,7 @@ class DetailPane(Vertical):
             label = f"{COLUMN[key].label} {count(COLUMN[key].sort(g))}" if g else ""
             if series:
                 label += f" · max {count(max(series))}"
-            self.query_one(f"#label-{key}", Static).update(label, layout=False)
+            update_line(self.query_one(f"#label-{key}", Static), label)
         if g is None:
             for static in self.query(SizedStatic):
                 static.update("")

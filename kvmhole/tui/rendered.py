@@ -1,12 +1,15 @@
-"""A Static for rich tables that change every poll, without a layout of the whole screen.
+"""Statics updated at every poll, without the work Static.update does regardless.
 
 Static.update(table) lays the screen out again (whose cost grows with the guest
 table) and renders the table twice: once to measure its height, once to paint it.
 SizedStatic.show renders the new table once, at the width it will be painted at,
 and asks for a layout only when the table's size differs from the one shown before.
+update_line skips the update (a repaint of the widget and its screen region) of a
+one-line Static that already shows the same thing.
 """
 
 from rich.console import RenderableType
+from rich.text import Text
 from textual.strip import Strip
 from textual.style import Style
 from textual.visual import RenderOptions, RichVisual, Visual
@@ -77,3 +80,17 @@ class SizedStatic(Static):
                        != old.get_optimal_width(rules, container))
         super().update(renderable, layout=resized)
         self._shown = new
+
+
+def update_line(static: Static, content: str | Text) -> None:
+    """Static.update(content, layout=False) for a one-line Static (its size never
+    changes), unless it shows that already."""
+    if _look(static.content) != _look(content):
+        static.update(content, layout=False)
+
+
+def _look(content) -> object:
+    if isinstance(content, Text):  # Text's == compares only the characters and spans
+        return (content.plain, content.spans, content.style, content.justify,
+                content.overflow, content.no_wrap)
+    return content
