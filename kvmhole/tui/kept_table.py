@@ -6,17 +6,24 @@ changed cell re-renders every visible cell and line, through DataTable's per-lin
 styling and rich's per-cell layout. With 64 guests changing a cell each at every
 poll, that was most of `kvmhole top`'s refresh. KeptTable keeps each cell's
 segments per place and style, redraws a changed text into them when rich would
-draw it the same way, and keeps each row's style and end-of-row filler.
+draw it the same way, keeps each row's style and end-of-row filler, and looks up
+what a paint's lines share (the widget's style and size, the cursor) once a paint.
 
-It overrides private DataTable methods; textual is pinned in pyproject.toml, and
-tests/test_guest_table.py holds a table fed poll after poll to a fresh one.
+It overrides private DataTable methods and uses textual's line_crop; textual is
+pinned in pyproject.toml, and tests/test_guest_table.py holds a table fed poll
+after poll to a fresh one.
 """
 
 from collections.abc import Hashable
+from typing import NamedTuple
 
 from rich.cells import cell_len
 from rich.segment import Segment
+from rich.style import Style
+from textual._segment_tools import line_crop
 from textual.cache import LRUCache
+from textual.coordinate import Coordinate
+from textual.geometry import Offset
 from textual.strip import Strip
 from textual.widgets import DataTable
 
@@ -38,6 +45,21 @@ def _retexted(lines, old: str, new: str, width: int, right: bool):
             new.isprintable() and new == new.strip() and 0 < cell_len(new) <= width):
         return None
     return [[before, Segment(_justified(new, width, right), drawn.style), after]]
+
+
+class _Paint(NamedTuple):
+    """What stays the same over a paint, taken once rather than for every line:
+    DOMNode.rich_style walks the styles of every ancestor, Widget.size asks the
+    compositor, and the rest are reactive lookups."""
+
+    style: Style
+    width: int
+    widths: tuple[int, ...]  # each column's, padding included
+    scroll: Offset
+    header: int  # lines above the rows
+    cursor: Coordinate
+    hover: Coordinate
+    show_cursor: bool
 
 
 class KeptTable(DataTable):
@@ -90,45 +112,51 @@ class KeptTable(DataTable):
         return lines
 
     def render_lines(self, crop):
-        # Taken once per paint rather than once per line: DOMNode.rich_style walks the
-        # styles of every ancestor, and a column's width is a reactive lookup.
-        self._paint_style = self.rich_style
-        self._paint_widths = tuple(c.get_render_width(self) for c in self.ordered_columns)
+        self._paint = _Paint(self.rich_style, self.size.width,
+                             tuple(c.get_render_width(self) for c in self.ordered_columns),
+                             self.scroll_offset, self.header_height if self.show_header else 0,
+                             self.cursor_coordinate, self.hover_coordinate, self.show_cursor)
         return super().render_lines(crop)
 
-    # Overrides DataTable.render_line for a table without fixed rows, in the style of
-    # the latest paint (what the line on screen was painted in, should Textual ask for a
-    # line between paints).
+    # Overrides DataTable.render_line for a table without fixed rows, as of the latest
+    # paint (what the line on screen was painted as, should Textual ask for a line
+    # between paints).
     def render_line(self, y: int) -> Strip:
-        scroll_x, scroll_y = self.scroll_offset
-        if y >= (self.header_height if self.show_header else 0):
+        paint = self._paint
+        scroll_x, scroll_y = paint.scroll
+        if y >= paint.header:
             y += scroll_y
-        return self._render_line(y, scroll_x, scroll_x + self.size.width, self._paint_style)
+        return self._render_line(y, scroll_x, scroll_x + paint.width, paint.style)
 
-    # Overrides DataTable's private row renderer. A row's line is its cells (kept
+    # Overrides DataTable's private line renderer for a row's line: its cells (kept
     # above) plus the style and end-of-row filler DataTable computed for that row
-    # position and state, which do not depend on the cells.
-    def _render_line_in_row(self, row_key, line_no: int, base_style, cursor_location,
-                            hover_location):
+    # position and state, which do not depend on the cells; then cropped, padded and
+    # simplified as DataTable does.
+    def _render_line(self, y: int, x1: int, x2: int, base_style: Style) -> Strip:
+        paint = self._paint
+        try:
+            row_key, line_no = self._get_offsets(y)
+        except LookupError:
+            return Strip.blank(paint.width, base_style)
         row_index = self._row_locations.get(row_key)
         if row_index is None:  # the header
-            return super()._render_line_in_row(row_key, line_no, base_style,
-                                               cursor_location, hover_location)
-        cursor, hover = cursor_location.row == row_index, hover_location.row == row_index
-        widths = self._paint_widths
-        key = (row_index, line_no, base_style, cursor, hover, self.show_cursor,
-               self._show_hover_cursor, self._pseudo_class_state, self.size.width, widths)
+            return super()._render_line(y, x1, x2, base_style)
+        cursor, hover = paint.cursor.row == row_index, paint.hover.row == row_index
+        key = (row_index, line_no, base_style, cursor, hover, paint.show_cursor,
+               self._show_hover_cursor, self._pseudo_class_state, paint.width, paint.widths)
         frame = self._row_frames.get(key)
         if frame is None:
-            fixed, scrollable = super()._render_line_in_row(row_key, line_no, base_style,
-                                                            cursor_location, hover_location)
-            self._row_frames[key] = (self._get_row_style(row_index, base_style), scrollable[-1])
-            return fixed, scrollable
+            _, scrollable = self._render_line_in_row(row_key, line_no, base_style,
+                                                     paint.cursor, paint.hover)
+            frame = self._row_frames[key] = (self._get_row_style(row_index, base_style),
+                                             scrollable[-1])
         row_style, filler = frame
-        cells = [self._render_cell(row_index, column_index, row_style, width, cursor,
-                                   hover)[line_no]
-                 for column_index, width in enumerate(widths)]
-        return [], [*cells, filler]
+        segments = [segment for column_index, width in enumerate(paint.widths)
+                    for segment in self._render_cell(row_index, column_index, row_style,
+                                                     width, cursor, hover)[line_no]]
+        segments += filler
+        return Strip(line_crop(segments, x1, x2, paint.width)).adjust_cell_length(
+            paint.width, base_style).simplify()
 
     def _clear_caches(self) -> None:
         super()._clear_caches()
