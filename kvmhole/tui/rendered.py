@@ -57,6 +57,9 @@ class SizedStatic(Static):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._shown: RenderedOnce | None = None
+        # tables of numbers have no links, and looking for them restyles every line of
+        # a paint
+        self.auto_links = False
 
     def render(self) -> Visual:
         return self._shown if self._shown is not None else super().render()

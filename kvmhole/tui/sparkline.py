@@ -62,5 +62,10 @@ class _SparklineStrips(RichVisual):
 
 
 class Sparkline(widgets.Sparkline):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # a sparkline has no links, and looking for them restyles every cell of a paint
+        self.auto_links = False
+
     def render(self) -> _SparklineStrips:
         return _SparklineStrips(self, super().render())
