@@ -33,18 +33,18 @@ def _justified(text: str, width: int, right: bool) -> str:
     return pad + text if right else text + pad
 
 
-def _retexted(lines, old: str, new: str, width: int, right: bool):
-    """DataTable's render of a one-line cell showing `old` (width: its text's width,
-    right: right-justified), made to show `new`; None unless rich would draw `new` the
-    same way: it fits, and has no spaces at its ends (which rich strips or keeps) or
-    characters it would escape or expand."""
-    if len(lines) != 1 or len(lines[0]) != 3:
+def _retexted(lines, old: str, new: str, width: int, right: bool, padding: int):
+    """A one-line cell's kept (simplified) segments showing `old` (in `width` cells,
+    right-justified or not, `padding` spaces either side), made to show `new`; None
+    unless rich would draw `new` the same way: it fits, and has no spaces at its ends
+    (which rich strips or keeps) or characters it would escape or expand."""
+    if len(lines) != 1 or not (new.isprintable() and new == new.strip()
+                               and 0 < cell_len(new) <= width):
         return None
-    before, drawn, after = lines[0]
-    if drawn.text != _justified(old, width, right) or not (
-            new.isprintable() and new == new.strip() and 0 < cell_len(new) <= width):
-        return None
-    return [[before, Segment(_justified(new, width, right), drawn.style), after]]
+    line, pad = lines[0], " " * padding
+    if len(line) != 1 or line[0].text != pad + _justified(old, width, right) + pad:
+        return None  # not padding and text in one style (a dim text, say)
+    return [[Segment(pad + _justified(new, width, right) + pad, line[0].style)]]
 
 
 class _Paint(NamedTuple):
@@ -104,10 +104,13 @@ class KeptTable(DataTable):
             return kept[1]
         lines = None
         if kept is not None and right is not None:
-            lines = _retexted(kept[1], kept[0], text, width - 2 * self.cell_padding, right)
+            padding = self.cell_padding
+            lines = _retexted(kept[1], kept[0], text, width - 2 * padding, right, padding)
         if lines is None:
-            lines = super()._render_cell(row_index, column_index, base_style, width,
-                                         cursor, hover)
+            # simplified, as DataTable's lines are in the end: a line of merged cells
+            # is a third as many segments to crop, measure and filter
+            lines = [list(Segment.simplify(line)) for line in super()._render_cell(
+                row_index, column_index, base_style, width, cursor, hover)]
         self._rendered[place] = (text, lines)
         return lines
 
