@@ -70,6 +70,7 @@ class KeptTable(DataTable):
         self._rendered = LRUCache(maxsize=4096)  # place and style -> (text, segments)
         self._row_frames = LRUCache(maxsize=1024)  # row place and state -> style, filler
         super().__init__(cursor_type="row", **kwargs)
+        self._paint: _Paint | None = None  # taken by render_lines
 
     def cell_shows(self, row_index: int, column_index: int) -> tuple[str, Hashable, bool]:
         """A data cell's text, what else sets its look (say, a dim style), and whether
@@ -114,18 +115,22 @@ class KeptTable(DataTable):
         self._rendered[place] = (text, lines)
         return lines
 
-    def render_lines(self, crop):
+    def _take_paint(self) -> _Paint:
         self._paint = _Paint(self.rich_style, self.size.width,
                              tuple(c.get_render_width(self) for c in self.ordered_columns),
                              self.scroll_offset, self.header_height if self.show_header else 0,
                              self.cursor_coordinate, self.hover_coordinate, self.show_cursor)
+        return self._paint
+
+    def render_lines(self, crop):
+        self._take_paint()
         return super().render_lines(crop)
 
     # Overrides DataTable.render_line for a table without fixed rows, as of the latest
     # paint (what the line on screen was painted as, should Textual ask for a line
     # between paints).
     def render_line(self, y: int) -> Strip:
-        paint = self._paint
+        paint = self._paint or self._take_paint()
         scroll_x, scroll_y = paint.scroll
         if y >= paint.header:
             y += scroll_y
