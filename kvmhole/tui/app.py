@@ -17,8 +17,8 @@ from kvmhole.tui.columns import COLUMN, COLUMNS, matches, ordered
 from kvmhole.tui.detail import DetailPane
 from kvmhole.tui.help import HelpScreen
 from kvmhole.tui.history import History
-from kvmhole.tui.rendered import update_line
 from kvmhole.tui.source import SnapshotSource, poll_every
+from kvmhole.tui.statics import update_line
 from kvmhole.tui.table import GuestTable
 
 

@@ -11,8 +11,8 @@ from kvmhole.probes.snapshot import GuestStats, Histogram
 from kvmhole.tui.columns import COLUMN, count, printable, seconds
 from kvmhole.tui.history import SERIES, Point
 from kvmhole.tui.plain_table import PlainTable
-from kvmhole.tui.rendered import SizedStatic, update_line
 from kvmhole.tui.sparkline import Sparkline
+from kvmhole.tui.statics import SizedStatic, update_line
 from kvmhole.vmm.strategies import strategy_of
 
 BAR_WIDTH = 20
