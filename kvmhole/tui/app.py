@@ -18,6 +18,7 @@ from kvmhole.tui.detail import DetailPane
 from kvmhole.tui.help import HelpScreen
 from kvmhole.tui.history import History
 from kvmhole.tui.source import SnapshotSource, poll_every
+from kvmhole.tui.statics import update_line
 from kvmhole.tui.table import GuestTable
 
 
@@ -139,7 +140,7 @@ class TopApp(App):
         status = Text(" · ".join(parts))  # Text, not markup: the filter may hold a "["
         if self.paused:
             status.append("  PAUSED ", style="bold reverse")
-        self.query_one("#status", Static).update(status, layout=False)  # one line, always
+        update_line(self.query_one("#status", Static), status)
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         self._show_detail()

@@ -2,15 +2,17 @@
 mechanism with the busiest buses and the cost estimate, round-trip latency."""
 
 from rich.console import Group
-from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Sparkline, Static
+from textual.widgets import Static
 
 from kvmhole.probes.snapshot import GuestStats, Histogram
 from kvmhole.tui.columns import COLUMN, count, printable, seconds
 from kvmhole.tui.history import SERIES, Point
+from kvmhole.tui.plain_table import PlainTable
+from kvmhole.tui.sparkline import Sparkline
+from kvmhole.tui.statics import SizedStatic, update_line
 from kvmhole.vmm.strategies import strategy_of
 
 BAR_WIDTH = 20
@@ -37,9 +39,8 @@ def title(g: GuestStats, probe_path: str) -> Text:
     return text
 
 
-def reasons_table(g: GuestStats, rates: dict[str, float]) -> Table:
-    table = Table("exit reason", "total", "/s", box=None, padding=(0, 1), expand=False,
-                  title="userspace exits by reason", title_justify="left")
+def reasons_table(g: GuestStats, rates: dict[str, float]) -> PlainTable:
+    table = PlainTable("exit reason", "total", "/s", title="userspace exits by reason")
     for reason, n in sorted(g.userspace_exits.items(), key=lambda item: -item[1]):
         table.add_row(reason, count(n), count(rates.get(reason, 0.0)))
     if not g.userspace_exits:
@@ -50,8 +51,8 @@ def reasons_table(g: GuestStats, rates: dict[str, float]) -> Table:
 def mechanisms_table(g: GuestStats) -> Group:
     """Absent-function reads per mechanism, the busiest buses, and what the reads cost:
     an estimate, so its inputs (exits x the median round trip) are on the screen too."""
-    table = Table("hole reads", "kernel", "exited", "exits", "fns", box=None, padding=(0, 1),
-                  title="absent-function config reads", title_justify="left")
+    table = PlainTable("hole reads", "kernel", "exited", "exits", "fns",
+                       title="absent-function config reads")
     for mechanism, c in g.config.items():
         table.add_row(mechanism, count(c.reads_in_kernel), count(c.read_exits), count(c.exits),
                       count(c.functions))
@@ -67,11 +68,11 @@ def mechanisms_table(g: GuestStats) -> Group:
     return Group(*lines)
 
 
-def latency_table(h: Histogram) -> Table:
+def latency_table(h: Histogram) -> PlainTable:
     """The non-empty span of the power-of-two buckets, one bar each."""
-    table = Table("round trip ≤", "exits", "", box=None, padding=(0, 1),
-                  title=f"p50 {seconds(h.quantile(0.5))} · p99 {seconds(h.quantile(0.99))} · "
-                        f"mean {seconds(h.mean_s)}", title_justify="left")
+    table = PlainTable("round trip ≤", "exits", "",
+                       title=f"p50 {seconds(h.quantile(0.5))} · p99 {seconds(h.quantile(0.99))} · "
+                             f"mean {seconds(h.mean_s)}")
     used = [i for i, n in enumerate(h.counts) if n]
     if not used:
         table.add_row("no exits yet", "", "")
@@ -106,17 +107,18 @@ class DetailPane(Vertical):
                     yield Static(id=f"label-{key}")
                     yield Sparkline([], id=f"spark-{key}")
             with Vertical(id="tables"):
-                yield Static(id="reasons")
-                yield Static(id="config")
-            yield Static(id="latency")
+                yield SizedStatic(id="reasons")
+                yield SizedStatic(id="config")
+            yield SizedStatic(id="latency")
 
     def show(self, g: GuestStats | None, points: list[Point], probe_path: str) -> None:
         """Show guest g (None: nothing selected) with its history, oldest point first.
 
-        The one-line widgets are updated without a layout pass (their size is fixed):
-        at every poll a layout of the whole screen would cost more than the table."""
-        self.query_one("#detail-title", Static).update(
-            "no guest selected" if g is None else title(g, probe_path), layout=False)
+        Nothing here asks for a layout pass unless a size changes: at every poll a
+        layout of the whole screen would cost more than the table. The one-line widgets
+        have a fixed size; the tables are SizedStatics."""
+        update_line(self.query_one("#detail-title", Static),
+                    "no guest selected" if g is None else title(g, probe_path))
         for key in SERIES:
             spark = self.query_one(f"#spark-{key}", Sparkline)
             series = [p.rates[key] for p in points] if g else []
@@ -125,8 +127,12 @@ class DetailPane(Vertical):
             label = f"{COLUMN[key].label} {count(COLUMN[key].sort(g))}" if g else ""
             if series:
                 label += f" · max {count(max(series))}"
-            self.query_one(f"#label-{key}", Static).update(label, layout=False)
+            update_line(self.query_one(f"#label-{key}", Static), label)
+        if g is None:
+            for static in self.query(SizedStatic):
+                static.update("")
+            return
         reasons = points[-1].reasons if points else {}
-        self.query_one("#reasons", Static).update(reasons_table(g, reasons) if g else "")
-        self.query_one("#config", Static).update(mechanisms_table(g) if g else "")
-        self.query_one("#latency", Static).update(latency_table(g.roundtrip) if g else "")
+        self.query_one("#reasons", SizedStatic).show(reasons_table(g, reasons))
+        self.query_one("#config", SizedStatic).show(mechanisms_table(g))
+        self.query_one("#latency", SizedStatic).show(latency_table(g.roundtrip))
