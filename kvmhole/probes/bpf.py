@@ -112,6 +112,25 @@ class ProbeProgram:
         self.buses = self.bpf[b"buses"]
         self.events = events
 
+    @contextlib.contextmanager
+    def detached(self):
+        """The probes off for a while, still loaded, maps kept: a guest run inside costs
+        what it costs unwatched, so `kvmhole bench` alternates runs with and without
+        them (detaching and attaching takes milliseconds; loading takes a second)."""
+        tracepoints, raw = list(self.bpf.tracepoint_fds), list(self.bpf.raw_tracepoint_fds)
+        for tp in tracepoints:
+            self.bpf.detach_tracepoint(tp)
+        for tp in raw:
+            self.bpf.detach_raw_tracepoint(tp)
+        try:
+            yield
+        finally:  # the names bcc gives the functions it attached on load
+            for tp in tracepoints:
+                category, event = tp.split(b":")
+                self.bpf.attach_tracepoint(tp=tp, fn_name=b"tracepoint__%s__%s" % (category, event))
+            for tp in raw:
+                self.bpf.attach_raw_tracepoint(tp=tp, fn_name=b"raw_tracepoint__" + tp)
+
     def _holes_leaf(self, ranges: list[tuple[int, int]], ecam: tuple[int, int] | None,
                     comm: bytes = b"", provisional: bool = False):
         """ecam: the window when `ranges` are exactly its absent functions' pages (a
