@@ -88,7 +88,9 @@ def test_probe_overhead_section(bench):
     for s in overhead["strategies"].values():
         _consistent(s["without_s"], overhead["reps"])
         _consistent(s["with_s"], overhead["reps"])
-        assert s["slowdown"] == pytest.approx(s["with_s"]["median"] / s["without_s"]["median"])
+        # the median of the runs' paired ratios lies within what any pair could give
+        assert s["with_s"]["min"] / s["without_s"]["max"] <= s["slowdown"] \
+            <= s["with_s"]["max"] / s["without_s"]["min"]
 
 
 def test_views_section(bench):
