@@ -67,6 +67,7 @@ def _hole_reads_first(vcpu, devices: Devices):
                     continue
                 return vcpu.current_exit()
         finally:
-            counts.userspace_exits["MMIO"] += reads
-            counts.hole_read_exits += reads
+            if reads:  # a reason the guest never exited for stays out of its exits
+                counts.userspace_exits["MMIO"] += reads
+                counts.hole_read_exits += reads
     return next_exit

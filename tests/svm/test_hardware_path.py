@@ -137,12 +137,23 @@ def test_trace_export_and_top_show_the_hardware_path(registry, tmp_path):
                                   "--name", "views-mixed"], stdout=subprocess.DEVNULL,
                                  stderr=subprocess.DEVNULL)
 
-        def scraped():
-            text = urllib.request.urlopen(f"http://{address}/metrics", timeout=30).read()
-            text = text.decode()
-            return text if _sample(text, "kvmhole_pci_hole_reads_total", guest="views-scan",
-                                   served="kernel") is not None else None
-        metrics = _wait("the scan guest in /metrics", scraped)
+        def in_kernel(text: str) -> float | None:
+            return _sample(text, "kvmhole_pci_hole_reads_total", guest="views-scan",
+                           served="kernel")
+
+        def scraped() -> str:
+            return urllib.request.urlopen(f"http://{address}/metrics", timeout=30).read().decode()
+
+        def settled():
+            # the guest has exited, but a scrape may still serve a snapshot polled
+            # while it ran: two scrapes three polls apart that agree are the final one
+            first = scraped()
+            time.sleep(0.6)
+            second = scraped()
+            counted = in_kernel(second)
+            return second if counted is not None and in_kernel(first) == counted else None
+
+        metrics = _wait("the scan guest's final counts in /metrics", settled)
         assert _sample(metrics, "kvmhole_pci_hole_reads_total", guest="views-scan",
                        mechanism="ecam", served="kernel") == PAGES
         assert _sample(metrics, "kvmhole_hole_kernel_seconds_count",
