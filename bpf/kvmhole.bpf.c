@@ -515,7 +515,7 @@ TRACEPOINT_PROBE(kvm, kvm_pio)
 /*
  * The page-walk tracepoints fire on every emulated memory access, four or five
  * times each, so they are attached raw: the program reads the tracepoint's
- * arguments (TP_PROTO, unchanged since 2.6.35) instead of the kernel first
+ * arguments (their TP_PROTO, the same in 6.1 and 6.18) instead of the kernel first
  * filling a perf record of them (on the PVM host, paired runs of an alias guest:
  * 6.0 µs added per access with perf-record tracepoints, 3.1 µs raw).
  */

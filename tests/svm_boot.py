@@ -1,10 +1,11 @@
 """Boots of the SVM host for the suite, with one retry of a boot that hung.
 
-Now and then (twice in many runs, both vCPU threads of QEMU at 100 % and nothing
-on the SVM host's console) a boot never finishes its job: the same job on the
-next boot passes, so the hang is the emulator's (nested SVM under multi-threaded
-TCG), not kvmhole's. One retry keeps such a hang from failing the suite; the
-first boot's last output is kept in a warning, so each hang stays visible.
+The SVM host used to hang now and then (both QEMU vCPU threads at 100 %, nothing
+on its console): KVM live-patched __schedule while the other vCPU ran it, under
+multi-threaded TCG. The idle VM it now holds for every job (svmhost/keeper.py)
+removed that cause. A boot that still does not finish is retried once, and the
+first boot's report, which names where each vCPU was, is kept in a warning, so any
+new hang stays visible without failing the suite on the emulator's account.
 """
 
 import warnings

@@ -7,9 +7,8 @@ host's root, which is this machine's `/`.
 """
 
 from kvmhole.kernel.build import build
-from kvmhole.svmhost import SvmResult, hang, run
+from kvmhole.svmhost import SvmResult, run
 from kvmhole.svmhost.kernel import BUSYBOX
-from kvmhole.svmhost.machine import HOLD_VM
 
 SWAP_FAILED = 125  # the command's exit code when the patched modules did not load
 
@@ -23,10 +22,6 @@ def swap_script(modules: dict) -> str:
 def run_patched(command: list[str], progress=lambda message: None, **kwargs) -> SvmResult:
     """svmhost.run(command), with the patched kvm and kvm-amd loaded first."""
     modules = build(progress=progress).modules
-    script = (f"{swap_script(modules)} || {{ echo 'kvmhole: loading the KVM_MEM_PCI_HOLE "
-              f"modules failed' >&2; exit {SWAP_FAILED}; }}\n"
-              f"{hang.save_symbols()}\n"  # the new modules' addresses, for a hang's report
-              f"{HOLD_VM} || exit {SWAP_FAILED}\n"
-              f"exec \"$@\"")
-    return run(["/bin/sh", "-c", script, "pci-hole-kvm", *command], kvm="stock",
-               hold_vm=False, progress=progress, **kwargs)
+    setup = (f"{swap_script(modules)} || {{ echo 'kvmhole: loading the KVM_MEM_PCI_HOLE "
+             f"modules failed' >&2; exit {SWAP_FAILED}; }}")
+    return run(command, kvm="stock", setup=setup, progress=progress, **kwargs)

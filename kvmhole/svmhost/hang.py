@@ -3,13 +3,14 @@
 A hang of the SVM host leaves nothing on its console (both emulated CPUs busy, no
 lockup report), so before QEMU is killed its monitor is asked for every vCPU's
 registers, and a kernel address is named from the text symbols of /proc/kallsyms
-that the job saved when it started (and again after loading other KVM modules):
+that the job saved when it started (after any setup that loads other KVM modules):
 the timeout says "vCPU 0 at kvm_vcpu_block+0x3c" rather than "no output".
 Debian's System.map is a placeholder, so the running kernel's own list is used.
 """
 
 import bisect
 import re
+import shlex
 import socket
 import time
 from pathlib import Path
@@ -20,24 +21,20 @@ _KERNEL_TEXT = 0xffffffff80000000
 _LARGEST_FUNCTION = 0x10000  # further from its symbol, an address is someone else's code
 
 
-SYMBOLS_ENV = "KVMHOLE_SVMHOST_KALLSYMS"  # where the job saves the kernel's text symbols
 
 
-def save_symbols() -> str:
+def save_symbols(kallsyms: Path) -> str:
     """Shell command, run inside, that saves the running kernel's text symbols."""
-    return f"grep ' [tTwW] ' /proc/kallsyms >\"${SYMBOLS_ENV}\""
+    return f"grep ' [tTwW] ' /proc/kallsyms >{shlex.quote(str(kallsyms))}"
 
 
 class SymbolMap:
-    """Names of kernel text addresses, from lines 'address kind name [module]'."""
+    """Names of kernel text addresses, from save_symbols()'s 'address kind name [module]'
+    lines (text symbols only)."""
 
     def __init__(self, kallsyms: Path):
-        pairs = []
-        for line in kallsyms.read_text().splitlines():
-            address, kind, name = line.split()[:3]
-            if kind in "tTwW":
-                pairs.append((int(address, 16), name))
-        pairs.sort()
+        pairs = sorted((int(address, 16), name) for address, _, name, *_ in
+                       (line.split() for line in kallsyms.read_text().splitlines()))
         self.addresses = [a for a, _ in pairs]
         self.names = [n for _, n in pairs]
 

@@ -50,15 +50,16 @@ class SvmResult:
 
 
 def _job_script(command: list[str], cwd: Path, env: dict[str, str], out: Path,
-                hold_vm: bool) -> str:
-    env = {**env, "KVMHOLE_SVMHOST_OUT": str(out / "files"),
-           hang.SYMBOLS_ENV: str(out / "kallsyms")}
+                setup: str, hold_vm: bool) -> str:
+    env = {**env, "KVMHOLE_SVMHOST_OUT": str(out / "files")}
     exports = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in sorted(env.items())
                       if k.isidentifier() and k not in _HOST_ONLY_ENV)
-    cd = f"cd {shlex.quote(str(cwd))} || exit 125\n"
-    hold = f"{cd}{HOLD_VM} || exit 125\n" if hold_vm else ""
-    return (f"{exports}export TERM=dumb\n{hang.save_symbols()}\n{hold}{cd}"
-            f"exec {shlex.join(command)}\n")
+    return (f"{exports}export TERM=dumb\ncd {shlex.quote(str(cwd))} || exit 125\n"
+            + (f"{setup}\n" if setup else "")
+            # after the setup: the symbols of the KVM modules the job runs with
+            + f"{hang.save_symbols(out / 'kallsyms')}\n"
+            + (f"{HOLD_VM} || exit 125\n" if hold_vm else "")
+            + f"exec {shlex.join(command)}\n")
 
 
 def qemu_command(vmlinuz: Path, initrd: Path, out: Path, image_root: Path, *,
@@ -126,15 +127,16 @@ def _job_tail(out: Path, lines: int = 3) -> str:
 
 def run(command: list[str], *, timeout: float = 600, cwd: Path | None = None,
         env: dict[str, str] | None = None, kvm: str = "stock", memory: str = "4G",
-        cpus: int = 2, cpu: str = CPU, stream: bool = False, hold_vm: bool = True,
+        cpus: int = 2, cpu: str = CPU, stream: bool = False, setup: str = "",
         progress=lambda message: None) -> SvmResult:
     """Boot the SVM host, run `command` in it (in `cwd`, with `env`), power it off.
 
     kvm="stock" loads Debian's kvm_amd before the job (and fails if /dev/kvm does not
     appear); any other value leaves loading KVM to the job (e.g. rebuilt modules).
-    With kvm="stock" and hold_vm, an idle VM is held open for the whole job
-    (keeper.py: without it the SVM host could hang); a job that replaces the KVM
-    modules first passes hold_vm=False and starts the keeper itself.
+    setup: shell commands run inside before the job, in `cwd` (e.g. replacing the
+    stock KVM modules); the job does not run if they fail, and their exit code is the
+    result's. With kvm="stock", an idle VM is then held open for the whole job
+    (keeper.py: without it the SVM host could hang).
     With stream=True the job's output is copied to ours as it is written. Files the
     job writes into the directory $KVMHOLE_SVMHOST_OUT come back in SvmResult.files.
     """
@@ -150,7 +152,7 @@ def run(command: list[str], *, timeout: float = 600, cwd: Path | None = None,
         (out / "files").mkdir(parents=True)
         (out / "job.sh").write_text(_job_script(command, cwd or Path.cwd(),
                                                 dict(os.environ if env is None else env),
-                                                out, hold_vm and kvm == "stock"))
+                                                out, setup, hold_vm=kvm == "stock"))
         initrd = initramfs.build(image, work / "initramfs.cpio")
         argv = qemu_command(image.vmlinuz, initrd, out, image.root, memory=memory, cpus=cpus,
                             cpu=cpu, kvm=kvm, monitor=work / "monitor")

@@ -11,8 +11,8 @@ from kvmhole.tui.columns import COLUMNS, Column
 from kvmhole.tui.kept_table import KeptTable
 
 
-def _cell(g: GuestStats, column: Column) -> Text:
-    return Text(column.cell(g), style="" if g.alive else "dim",
+def _cell(text: str, alive: bool, column: Column) -> Text:
+    return Text(text, style="" if alive else "dim",
                 justify="right" if column.numeric else "left", no_wrap=True,
                 overflow="ellipsis")
 
@@ -45,9 +45,10 @@ class GuestTable(KeptTable):
             shown = (g.alive, tuple(c.cell(g) for c in COLUMNS))
             before = self._shown.get(key)
             if before is None:
-                self.add_row(*(_cell(g, c) for c in COLUMNS), key=key)
+                self.add_row(*(_cell(text, g.alive, c) for c, text
+                               in zip(COLUMNS, shown[1], strict=True)), key=key)
             elif before != shown:
-                changed += [(key, column.key, _cell(g, column)) for column, old, new
+                changed += [(key, column.key, _cell(new, g.alive, column)) for column, old, new
                             in zip(COLUMNS, before[1], shown[1], strict=True)
                             if old != new or before[0] != g.alive]
             self._shown[key] = shown

@@ -25,6 +25,12 @@ class ExitCounts:
     unassigned_exits: int = 0
     hole_writes: list[dict] = field(default_factory=list)
 
+    def add_hole_read_exits(self, n: int) -> None:
+        """n ECAM hole reads answered by a run loop's fast path, each one MMIO exit."""
+        if n:  # a reason the guest never exited for stays out of its exits
+            self.userspace_exits["MMIO"] += n
+            self.hole_read_exits += n
+
 
 class EcamWindow:
     def __init__(self, memory_map: MemoryMap, functions: list[PciFunction], counts: ExitCounts):

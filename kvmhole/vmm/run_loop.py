@@ -24,8 +24,7 @@ def run_until_done(vcpu, devices: Devices, c_fastpath: bool = False) -> int:
     try:
         return _serve(fastpath.run, devices)
     finally:
-        devices.counts.userspace_exits["MMIO"] += fastpath.hole_reads
-        devices.counts.hole_read_exits += fastpath.hole_reads
+        devices.counts.add_hole_read_exits(fastpath.hole_reads)
 
 
 def _serve(next_exit, devices: Devices) -> int:
@@ -67,7 +66,5 @@ def _hole_reads_first(vcpu, devices: Devices):
                     continue
                 return vcpu.current_exit()
         finally:
-            if reads:  # a reason the guest never exited for stays out of its exits
-                counts.userspace_exits["MMIO"] += reads
-                counts.hole_read_exits += reads
+            counts.add_hole_read_exits(reads)
     return next_exit
