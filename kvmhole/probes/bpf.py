@@ -171,13 +171,19 @@ class ProbeProgram:
         leaf = self.holes.get(self.holes.Key(pid))
         return bytes(leaf.comm).split(b"\0")[0].decode(errors="replace") if leaf else ""
 
-    def read(self) -> dict[int, RawCounts]:
+    def read(self, pids: set[int] | None = None) -> dict[int, RawCounts]:
+        """Every guest's counts, or only those of `pids`."""
         buses: dict[int, list[BusReads]] = {}
         for key, leaf in _entries(self.buses):
             buses.setdefault(key.tgid, []).append(
                 BusReads(key.bus, dict(zip(MECHANISMS, leaf.reads, strict=True))))
+        if pids is None:
+            entries = _entries(self.counts)
+        else:
+            entries = [(key, leaf) for key in map(self.counts.Key, pids)
+                       if (leaf := self.counts.get(key)) is not None]
         found = {}
-        for key, leaf in _entries(self.counts):
+        for key, leaf in entries:
             busiest = sorted(buses.get(key.value, []), key=lambda b: (-b.total, b.bus))
             found[key.value] = RawCounts(
                 # struct config_counts' members are ConfigCounts' fields, by name

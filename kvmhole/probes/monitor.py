@@ -155,10 +155,16 @@ class Monitor:
                 raw.setdefault(pid, RawCounts())
         if self.pids is not None:
             raw = {pid: counts for pid, counts in raw.items() if pid in self.pids}
+        alive = {pid: self._alive(pid) for pid in raw}
+        # A guest may have exited while the maps were read, after its counts were: read
+        # again those of the guests gone now (no event can come after), so the one
+        # report with alive=False, after which they are forgotten, has their last counts.
+        if gone_now := {pid for pid, up in alive.items() if not up}:
+            raw.update(self.program.read(gone_now))
         guests, gone = [], []
         for pid in sorted(raw):
             stats = self._stats(pid, raw[pid], interval)
-            stats.alive = self._alive(pid)
+            stats.alive = alive[pid]
             if stats.kvm_stats is None and not stats.alive:  # the VMM's own last reading
                 stats.kvm_stats = kvmstats.kept(self._identity(pid).final_kvm_stats
                                                 or self._final_kvm_stats(pid))
