@@ -86,11 +86,12 @@ def test_probe_overhead_section(bench):
     assert set(overhead["strategies"]) == {"exit", "alias"}
     _consistent(overhead["poll_ms"], 2 * overhead["reps"])
     for s in overhead["strategies"].values():
-        _consistent(s["without_s"], overhead["reps"])
-        _consistent(s["with_s"], overhead["reps"])
+        for runs in ("without_s", "with_s", "tracing_only_s"):
+            _consistent(s[runs], overhead["reps"])
         # the median of the runs' paired ratios lies within what any pair could give
-        assert s["with_s"]["min"] / s["without_s"]["max"] <= s["slowdown"] \
-            <= s["with_s"]["max"] / s["without_s"]["min"]
+        for slowdown, runs in (("slowdown", "with_s"), ("tracing_only_slowdown", "tracing_only_s")):
+            assert s[runs]["min"] / s["without_s"]["max"] <= s[slowdown] \
+                <= s[runs]["max"] / s["without_s"]["min"]
 
 
 def test_views_section(bench):

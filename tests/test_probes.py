@@ -101,6 +101,15 @@ def test_sixteen_guests_at_once(monitor):
     assert not {g.pid for g in monitor.poll().guests} & {run["pid"] for run in runs}
 
 
+def test_the_empty_twin_traces_what_the_probes_trace(monitor):
+    """`kvmhole bench` measures the floor under the probes' overhead with it."""
+    probes = monitor.program.bpf
+    with monitor.program.empty_twin() as twin:
+        assert set(twin.tracepoint_fds) == set(probes.tracepoint_fds)
+        assert set(twin.raw_tracepoint_fds) == set(probes.raw_tracepoint_fds)
+        assert twin.tracepoint_fds or twin.raw_tracepoint_fds
+
+
 def test_a_guest_that_exits_during_a_poll_is_reported_with_its_last_counts(monitor,
                                                                           monkeypatch):
     """The maps are read while the guest runs, and it exits before the poll asks whether

@@ -158,15 +158,17 @@ def _print_probe_overhead(overhead: dict, console: Console) -> None:
     table = Table(title=f"probe overhead, ecam-scan {overhead['pages']} reads x "
                         f"{overhead['reps']} runs (median, min-max, ms)")
     for column in ("strategy", "without monitor", "with monitor", "slowdown",
-                   "added per access"):
+                   "added per access", "empty programs", "their slowdown", "their added"):
         table.add_column(column, justify="right")
     for name, s in overhead["strategies"].items():
         table.add_row(name, _spread(s["without_s"], 1e3), _spread(s["with_s"], 1e3),
-                      f"{s['slowdown']:.2f}x",
-                      f"{s['added_us_per_access']:.2f} µs")
+                      f"{s['slowdown']:.2f}x", f"{s['added_us_per_access']:.2f} µs",
+                      _spread(s["tracing_only_s"], 1e3), f"{s['tracing_only_slowdown']:.2f}x",
+                      f"{s['tracing_only_added_us_per_access']:.2f} µs")
     console.print(table)
     console.print(f"loading the probes: {overhead['load_s']:.2f} s; one poll: "
-                  f"{_spread(overhead['poll_ms'])} ms")
+                  f"{_spread(overhead['poll_ms'])} ms; empty programs: the probes' events "
+                  "traced with nothing done, the floor under any probe's overhead")
 
 
 def write_plots(report: dict, out: Path) -> list[Path]:

@@ -112,24 +112,23 @@ class ProbeProgram:
         self.buses = self.bpf[b"buses"]
         self.events = events
 
-    @contextlib.contextmanager
     def detached(self):
         """The probes off for a while, still loaded, maps kept: a guest run inside costs
         what it costs unwatched, so `kvmhole bench` alternates runs with and without
         them (detaching and attaching takes milliseconds; loading takes a second)."""
-        tracepoints, raw = list(self.bpf.tracepoint_fds), list(self.bpf.raw_tracepoint_fds)
-        for tp in tracepoints:
-            self.bpf.detach_tracepoint(tp)
-        for tp in raw:
-            self.bpf.detach_raw_tracepoint(tp)
-        try:
-            yield
-        finally:  # the names bcc gives the functions it attached on load
-            for tp in tracepoints:
-                category, event = tp.split(b":")
-                self.bpf.attach_tracepoint(tp=tp, fn_name=b"tracepoint__%s__%s" % (category, event))
-            for tp in raw:
-                self.bpf.attach_raw_tracepoint(tp=tp, fn_name=b"raw_tracepoint__" + tp)
+        return detached(self.bpf)
+
+    def empty_twin(self):
+        """A bcc program attached where these probes are, each of its programs doing
+        nothing: what tracing these events costs before any of kvmhole's own work
+        (`kvmhole bench` runs it beside the probes). cleanup() it when done."""
+        from bcc import BPF
+
+        text = [f"TRACEPOINT_PROBE({category}, {event}) {{ return 0; }}" for category, event
+                in (tp.decode().split(":") for tp in self.bpf.tracepoint_fds)]
+        text += [f"RAW_TRACEPOINT_PROBE({tp.decode()}) {{ return 0; }}"
+                 for tp in self.bpf.raw_tracepoint_fds]
+        return BPF(text="\n".join(text).encode())
 
     def _holes_leaf(self, ranges: list[tuple[int, int]], ecam: tuple[int, int] | None,
                     comm: bytes = b"", provisional: bool = False):
@@ -246,6 +245,24 @@ class ProbeProgram:
 
     def close(self) -> None:
         self.bpf.cleanup()
+
+
+@contextlib.contextmanager
+def detached(bpf):
+    """bcc program `bpf`'s tracepoints detached for a while, then attached again."""
+    tracepoints, raw = list(bpf.tracepoint_fds), list(bpf.raw_tracepoint_fds)
+    for tp in tracepoints:
+        bpf.detach_tracepoint(tp)
+    for tp in raw:
+        bpf.detach_raw_tracepoint(tp)
+    try:
+        yield
+    finally:  # the names bcc gives the functions it attached on load
+        for tp in tracepoints:
+            category, event = tp.split(b":")
+            bpf.attach_tracepoint(tp=tp, fn_name=b"tracepoint__%s__%s" % (category, event))
+        for tp in raw:
+            bpf.attach_raw_tracepoint(tp=tp, fn_name=b"raw_tracepoint__" + tp)
 
 
 def _entries(table) -> list:
