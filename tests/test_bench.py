@@ -85,13 +85,14 @@ def test_probe_overhead_section(bench):
     overhead = report["probe_overhead"]
     assert set(overhead["strategies"]) == {"exit", "alias"}
     _consistent(overhead["poll_ms"], 2 * overhead["reps"])
-    for s in overhead["strategies"].values():
-        for runs in ("without_s", "with_s", "tracing_only_s"):
-            _consistent(s[runs], overhead["reps"])
+    for s, unit in [*((s, "s") for s in overhead["strategies"].values()),
+                    (overhead["syscalls"], "ns")]:
+        for runs in ("without", "with", "tracing_only"):
+            _consistent(s[f"{runs}_{unit}"], overhead["reps"])
         # the median of the runs' paired ratios lies within what any pair could give
-        for slowdown, runs in (("slowdown", "with_s"), ("tracing_only_slowdown", "tracing_only_s")):
-            assert s[runs]["min"] / s["without_s"]["max"] <= s[slowdown] \
-                <= s[runs]["max"] / s["without_s"]["min"]
+        for slowdown, runs in (("slowdown", "with"), ("tracing_only_slowdown", "tracing_only")):
+            assert s[f"{runs}_{unit}"]["min"] / s[f"without_{unit}"]["max"] <= s[slowdown] \
+                <= s[f"{runs}_{unit}"]["max"] / s[f"without_{unit}"]["min"]
 
 
 def test_views_section(bench):

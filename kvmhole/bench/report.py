@@ -169,6 +169,12 @@ def _print_probe_overhead(overhead: dict, console: Console) -> None:
     console.print(f"loading the probes: {overhead['load_s']:.2f} s; one poll: "
                   f"{_spread(overhead['poll_ms'])} ms; empty programs: the probes' events "
                   "traced with nothing done, the floor under any probe's overhead")
+    calls = overhead["syscalls"]
+    console.print(f"another process's syscalls (dd, 1-byte blocks), ns each: "
+                  f"{_spread(calls['without_ns'])} without the probes, "
+                  f"{_spread(calls['with_ns'])} with them ({calls['slowdown']:.2f}x), "
+                  f"{_spread(calls['tracing_only_ns'])} with the empty programs "
+                  f"({calls['tracing_only_slowdown']:.2f}x)")
 
 
 def write_plots(report: dict, out: Path) -> list[Path]:
