@@ -26,8 +26,12 @@
  *   EVENTS         stream each userspace exit through a ring buffer
  *
  * Cost control: every program first drops what cannot matter (fetch and write
- * walks, syscalls other than ioctl) and then looks the tgid up in `holes`, the
- * map of tracked guests, before doing anything else. An emulated hole read fires
+ * walks, FPU unloads) and then looks the tgid up in `holes`, the map of tracked
+ * guests, before doing anything else. Only KVM's own tracepoints are used: a
+ * syscall tracepoint would slow every syscall of every process on the host (the
+ * kernel takes its slow syscall path for all tasks while one is enabled), so
+ * KVM_RUN's entry is kvm_fpu's load, which KVM traces once per KVM_RUN before it
+ * enters the guest, and its return is kvm_userspace_exit. An emulated hole read fires
  * the page-walk tracepoints ~44 times (11 walks of 4 events on the PVM host), so
  * those are attached raw and keep their state in the thread's task storage.
  */
@@ -45,8 +49,6 @@
 #define FN_ABSENT 2
 #define FN_SEEN_ECAM 4       /* an absent-function access by ECAM was counted */
 #define FN_SEEN_TYPE1 8
-#define KVM_RUN_CMD 0xAE80   /* _IO(KVMIO, 0x80) */
-#define NR_IOCTL 16          /* x86_64 */
 #define PFERR_WRITE 0x2
 #define PFERR_FETCH 0x10
 #define PTE_PS 0x80
@@ -91,8 +93,6 @@ struct guest_counts {
 struct vcpu_state {
 	u32 tgid;
 	u32 pending;          /* the last hole read: not yet known whether it exits */
-	u32 in_run;           /* inside ioctl(KVM_RUN) */
-	u32 pad;
 	u64 pending_gpa;
 	u64 exit_ts;          /* when KVM_RUN last returned to userspace */
 	u64 kvm_exit_ts;      /* VMX_PATH: when the guest last exited to KVM */
@@ -337,9 +337,14 @@ static __always_inline void settle_in_kernel(struct vcpu_state *v, u32 tgid)
 			      v->pending_gpa & 0xfff, 4, 0, 0, 0, 0, 0);
 }
 
-TRACEPOINT_PROBE(raw_syscalls, sys_enter)
+/*
+ * KVM_RUN is entered: KVM loads the guest's FPU state once per KVM_RUN, before the
+ * guest runs. (On a host with MPX, KVM_GET_MP_STATE loads it too: a VMM that calls
+ * that between two runs ends the round trip there.)
+ */
+TRACEPOINT_PROBE(kvm, kvm_fpu)
 {
-	if (args->id != NR_IOCTL || args->args[1] != KVM_RUN_CMD)
+	if (!args->load)
 		return 0;
 	u64 id = bpf_get_current_pid_tgid();
 	u32 tgid = id >> 32, tid = (u32)id;
@@ -387,20 +392,6 @@ TRACEPOINT_PROBE(raw_syscalls, sys_enter)
 #endif
 		v->exit_ts = 0;
 	}
-	v->in_run = 1;
-	return 0;
-}
-
-TRACEPOINT_PROBE(raw_syscalls, sys_exit)
-{
-	if (args->id != NR_IOCTL)
-		return 0;
-	u32 tid = (u32)bpf_get_current_pid_tgid();
-	struct vcpu_state *v = vcpus.lookup(&tid);
-	if (!v || !v->in_run)
-		return 0;
-	v->in_run = 0;
-	v->exit_ts = bpf_ktime_get_ns();
 	return 0;
 }
 
@@ -440,6 +431,7 @@ TRACEPOINT_PROBE(kvm, kvm_userspace_exit)
 #else
 	settle_in_kernel(v, tgid);  /* this exit is not the pending read's (no kvm_mmio came) */
 #endif
+	v->exit_ts = bpf_ktime_get_ns();   /* KVM_RUN returns now: the round trip starts */
 	return 0;
 }
 

@@ -110,6 +110,14 @@ def test_the_empty_twin_traces_what_the_probes_trace(monitor):
         assert twin.tracepoint_fds or twin.raw_tracepoint_fds
 
 
+def test_no_syscall_is_traced(monitor):
+    """An enabled syscall tracepoint sends every syscall on the host down the kernel's
+    slow path; the probes see KVM_RUN through KVM's own tracepoints instead."""
+    attached = [*monitor.program.bpf.tracepoint_fds, *monitor.program.bpf.raw_tracepoint_fds]
+    assert b"kvm:kvm_fpu" in attached
+    assert not [tp for tp in attached if b"sys_" in tp or b"syscalls" in tp]
+
+
 def test_a_guest_that_exits_during_a_poll_is_reported_with_its_last_counts(monitor,
                                                                           monkeypatch):
     """The maps are read while the guest runs, and it exits before the poll asks whether

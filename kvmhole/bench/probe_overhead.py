@@ -10,6 +10,8 @@ cannot make the overhead look small.
 A third run of each round has only the probes' empty twin attached: programs that
 do nothing, on the same events. Its slowdown is what tracing those events costs
 this host at all, the floor under any probe's overhead, measured beside it.
+Each round also times another process's syscalls the three ways: what the probes
+cost every process on the host, not only the guests.
 """
 
 import os

@@ -22,8 +22,11 @@ PLAN_CACHE = host.HEADER_CACHE / "probe-plan.json"
 WATCHED = (
     ("kvm", "kvm_exit"), ("kvm", "kvm_page_fault"), ("kvm", "kvm_entry"),
     ("kvmmmu", "kvm_mmu_pagetable_walk"), ("kvmmmu", "kvm_mmu_paging_element"),
-    ("kvm", "kvm_mmio"), ("kvm", "kvm_userspace_exit"),
+    ("kvm", "kvm_mmio"), ("kvm", "kvm_userspace_exit"), ("kvm", "kvm_fpu"),
 )
+# Attached on every path; kvm_fpu's load marks KVM_RUN's entry, kvm_userspace_exit
+# its return (the round trip, and which processes run guests)
+REQUIRED = ("kvm:kvm_fpu", "kvm:kvm_mmio", "kvm:kvm_userspace_exit")
 
 # Hits per (process, tracepoint): the self-test guest's own are read afterwards,
 # so the counter can be attached before the guest's pid is known.
@@ -47,8 +50,7 @@ class ProbePlan:
     @property
     def tracepoints(self) -> list[str]:
         """The tracepoints the monitor attaches for this plan."""
-        used = ["raw_syscalls:sys_enter", "raw_syscalls:sys_exit", "kvm:kvm_mmio",
-                "kvm:kvm_userspace_exit"]
+        used = list(REQUIRED)
         if self.path == "emulated":
             used += ["kvmmmu:kvm_mmu_pagetable_walk", "kvmmmu:kvm_mmu_paging_element"]
         elif self.path == "vmx/svm":
@@ -98,9 +100,10 @@ def self_test() -> ProbePlan:
         fired = {f"{s}:{e}": seen.get(i, 0) for i, (s, e) in enumerate(WATCHED)}
     finally:
         bpf.cleanup()
-    if not fired["kvm:kvm_userspace_exit"]:
-        raise ProbeUnavailable("kvm:kvm_userspace_exit did not fire for a test guest: "
-                               "this kernel's KVM tracepoints are unusable")
+    for tracepoint in ("kvm:kvm_userspace_exit", "kvm:kvm_fpu"):
+        if not fired[tracepoint]:
+            raise ProbeUnavailable(f"{tracepoint} did not fire for a test guest: this "
+                                   "kernel's KVM tracepoints are unusable")
     return ProbePlan(_choose(fired), fired, _boot_id())
 
 

@@ -58,6 +58,8 @@ def assert_exact(guest, run: dict, passes: int = 1) -> None:
         assert (guest.hole_reads_in_kernel, guest.hole_read_exits) == (PAGES, 0)
     # KVM's binary stats, as the VMM read them when the guest finished
     assert guest.userspace_exits.get("MMIO", 0) == run["kvm_stats"]["mmio_exits"]
+    # one round trip (KVM_RUN's return to its next entry) per exit but the last
+    assert guest.roundtrip.count == sum(guest.userspace_exits.values()) - 1
     # every fault served in the kernel has its kvm_exit -> kvm_entry time
     assert guest.kernel_time.count == guest.hole_reads_in_kernel
     assert (guest.kernel_time.sum_s > 0) == (guest.hole_reads_in_kernel > 0)
