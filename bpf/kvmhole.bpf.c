@@ -158,6 +158,22 @@ struct walk {
 	u32 pad;
 };
 BPF_TASK_STORAGE(walks, struct walk);
+/*
+ * How many threads have such a walk under way. While none has, a paging element
+ * (33 of an emulated hole read's 36 belong to instruction fetches) is dropped on
+ * one array read, without looking up the thread's storage.
+ */
+BPF_ARRAY(data_walks, u64, 1);
+
+/* This thread's data-read walk, if it has one under way, is over. */
+static __always_inline void end_data_walk(u64 *in_flight)
+{
+	struct walk *w = walks.task_storage_get(bpf_get_current_task_btf(), 0, 0);
+	if (w && w->walking) {
+		w->walking = 0;
+		__sync_fetch_and_add(in_flight, -1);
+	}
+}
 #endif
 #ifdef EVENTS
 BPF_RINGBUF_OUTPUT(events, 1024);  /* 4 MiB: ~130k exits of slack for the reader */
@@ -431,6 +447,12 @@ TRACEPOINT_PROBE(kvm, kvm_userspace_exit)
 #else
 	settle_in_kernel(v, tgid);  /* this exit is not the pending read's (no kvm_mmio came) */
 #endif
+#ifdef EMULATED_PATH
+	int zero = 0;
+	u64 *in_flight = data_walks.lookup(&zero);
+	if (in_flight && *in_flight)
+		end_data_walk(in_flight);   /* a thread may leave KVM for good after a faulting walk */
+#endif
 	v->exit_ts = bpf_ktime_get_ns();   /* KVM_RUN returns now: the round trip starts */
 	return 0;
 }
@@ -513,9 +535,18 @@ TRACEPOINT_PROBE(kvm, kvm_pio)
  */
 RAW_TRACEPOINT_PROBE(kvm_mmu_pagetable_walk)   /* (u64 addr, u32 pferr) */
 {
+	int zero = 0;
+	u64 *in_flight = data_walks.lookup(&zero);
+	if (!in_flight)
+		return 0;
 	u32 pferr = (u32)ctx->args[1];
-	if (pferr & (PFERR_FETCH | PFERR_WRITE))
-		return 0;   /* hole reads are data reads; fetches are most walks */
+	if (pferr & (PFERR_FETCH | PFERR_WRITE)) {
+		/* hole reads are data reads; fetches are most walks. A walk starting
+		 * means this thread's previous one is over, leaf or not (a fault). */
+		if (*in_flight)
+			end_data_walk(in_flight);
+		return 0;
+	}
 	u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	if (!holes.lookup(&tgid))
 		return 0;
@@ -523,6 +554,8 @@ RAW_TRACEPOINT_PROBE(kvm_mmu_pagetable_walk)   /* (u64 addr, u32 pferr) */
 						 BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (!w)
 		return 0;
+	if (!w->walking)
+		__sync_fetch_and_add(in_flight, 1);
 	w->walking = 1;
 	w->gva = ctx->args[0];
 	return 0;
@@ -530,6 +563,10 @@ RAW_TRACEPOINT_PROBE(kvm_mmu_pagetable_walk)   /* (u64 addr, u32 pferr) */
 
 RAW_TRACEPOINT_PROBE(kvm_mmu_paging_element)   /* (u64 pte, int level) */
 {
+	int zero = 0;
+	u64 *in_flight = data_walks.lookup(&zero);
+	if (!in_flight || !*in_flight)
+		return 0;
 	struct walk *w = walks.task_storage_get(bpf_get_current_task_btf(), 0, 0);
 	if (!w || !w->walking)
 		return 0;
@@ -538,6 +575,7 @@ RAW_TRACEPOINT_PROBE(kvm_mmu_paging_element)   /* (u64 pte, int level) */
 	if (!(level == 1 || (level <= 3 && (pte & PTE_PS))))
 		return 0;   /* not the leaf yet */
 	w->walking = 0;
+	__sync_fetch_and_add(in_flight, -1);
 	/* 4 KiB, 2 MiB or 1 GiB frame (64-bit and PAE paging) plus the offset in it */
 	u64 offset_mask = (1ULL << (12 + 9 * (level - 1))) - 1;
 	u64 gpa = (pte & PTE_FRAME & ~offset_mask) | (w->gva & offset_mask);
