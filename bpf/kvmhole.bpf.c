@@ -33,7 +33,8 @@
  * KVM_RUN's entry is kvm_fpu's load, which KVM traces once per KVM_RUN before it
  * enters the guest, and its return is kvm_userspace_exit. An emulated hole read fires
  * the page-walk tracepoints ~44 times (11 walks of 4 events on the PVM host), so
- * those are attached raw and keep their state in the thread's task storage.
+ * those are attached raw, keep their state in the thread's task storage, and
+ * drop an instruction fetch's events on one array read (`data_walks`).
  */
 #include <uapi/linux/ptrace.h>
 
