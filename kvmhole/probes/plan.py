@@ -26,7 +26,7 @@ WATCHED = (
 )
 # Attached on every path; kvm_fpu's load marks KVM_RUN's entry, kvm_userspace_exit
 # its return (the round trip, and which processes run guests)
-REQUIRED = ("kvm:kvm_fpu", "kvm:kvm_mmio", "kvm:kvm_userspace_exit")
+ON_EVERY_PATH = ("kvm:kvm_fpu", "kvm:kvm_mmio", "kvm:kvm_userspace_exit")
 
 # Hits per (process, tracepoint): the self-test guest's own are read afterwards,
 # so the counter can be attached before the guest's pid is known.
@@ -50,7 +50,7 @@ class ProbePlan:
     @property
     def tracepoints(self) -> list[str]:
         """The tracepoints the monitor attaches for this plan."""
-        used = list(REQUIRED)
+        used = list(ON_EVERY_PATH)
         if self.path == "emulated":
             used += ["kvmmmu:kvm_mmu_pagetable_walk", "kvmmmu:kvm_mmu_paging_element"]
         elif self.path == "vmx/svm":
