@@ -1,6 +1,7 @@
 """KVM binary statistics (KVM_GET_STATS_FD): names and values, read with pread."""
 
 import os
+from collections.abc import Collection
 
 from kvmhole.kvm._kvm_cffi import ffi
 
@@ -44,12 +45,13 @@ class StatsFd:
         # offsets are in bytes into the data block; every element is a u64
         self.names = [name for name, _, _ in self._fields]
 
-    def read(self) -> dict[str, int]:
+    def read(self, names: Collection[str] | None = None) -> dict[str, int]:
+        """Every stat, or only those in `names` (a monitor polling hundreds of guests
+        wants four of ~80)."""
         data = os.pread(self.fd, self._data_size, self._data_offset)
-        values = ffi.cast("uint64_t *", ffi.from_buffer(data))
-        return {
-            name: sum(values[off // 8 + i] for i in range(n)) for name, off, n in self._fields
-        }
+        values = memoryview(data).cast("Q")  # u64s, in the host's byte order
+        return {name: sum(values[off // 8:off // 8 + n]) for name, off, n in self._fields
+                if names is None or name in names}
 
     def close(self) -> None:
         if self.fd >= 0:

@@ -32,7 +32,7 @@ class GuestKvmStats:
         self.fds = fds
 
     def read(self) -> dict[str, int]:
-        return kept(sum_stats([fd.read() for fd in self.fds]))
+        return kept(sum_stats([fd.read(KEPT) for fd in self.fds]))
 
     def close(self) -> None:
         for fd in self.fds:

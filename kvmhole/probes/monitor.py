@@ -150,16 +150,18 @@ class Monitor:
         now = time.time()
         interval = max(now - self._last_poll, 1e-9)
         raw = self.program.read()
-        for pid in list(self._identities):  # known guests that have not run yet: zeros
-            if self._wanted(pid) and self._alive(pid):
+        with self._lock:
+            known = list(self._identities)
+        alive = {pid: self._alive(pid) for pid in {*raw, *known}}
+        for pid in known:  # known guests that have not run yet: zeros
+            if self._wanted(pid) and alive[pid]:
                 raw.setdefault(pid, RawCounts())
         if self.pids is not None:
             raw = {pid: counts for pid, counts in raw.items() if pid in self.pids}
-        alive = {pid: self._alive(pid) for pid in raw}
         # A guest may have exited while the maps were read, after its counts were: read
         # again those of the guests gone now (no event can come after), so the one
         # report with alive=False, after which they are forgotten, has their last counts.
-        if gone_now := {pid for pid, up in alive.items() if not up}:
+        if gone_now := {pid for pid in raw if not alive[pid]}:
             raw.update(self.program.read(gone_now))
         guests, gone = [], []
         for pid in sorted(raw):

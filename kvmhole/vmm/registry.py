@@ -47,7 +47,8 @@ def _stat(pid: int | str) -> list[bytes] | None:
     """/proc/PID/stat from its third field (the state) on; None when there is no such
     process."""
     try:
-        stat_line = Path(f"/proc/{pid}/stat").read_bytes()
+        with open(f"/proc/{pid}/stat", "rb") as stat:  # not Path: called per guest per poll
+            stat_line = stat.read()
     except OSError:
         return None
     return stat_line[stat_line.rindex(b")") + 2:].split()  # the name may hold spaces
