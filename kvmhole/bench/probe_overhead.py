@@ -61,7 +61,7 @@ def measure(pages: int, reps: int, advance) -> dict:
 
     def three_ways(run, *args, times: dict[str, list[float]]):
         """run(*args) -> (seconds, result) with the probes detached, with only their
-        empty twin, with the probes: side by side, each taking its turn in every
+        empty twin (`twin`), with the probes: side by side, each taking its turn in every
         round. The result of the watched run."""
         with monitor.program.detached():
             times["tracing_only"].append(run(*args)[0])
@@ -77,21 +77,20 @@ def measure(pages: int, reps: int, advance) -> dict:
     loaded = time.monotonic()
     with Monitor(pids={os.getpid()}) as monitor:
         load_s = time.monotonic() - loaded
-        twin = monitor.program.empty_twin()
         poll_s = []
-        for _ in range(reps):
-            for strategy in STRATEGIES:
-                before = _counted(monitor.poll(), strategy)
-                made = three_ways(_scan, strategy, pages, times=scans[strategy])
-                started = time.monotonic()
-                counted = _counted(monitor.poll(), strategy) - before
-                poll_s.append(time.monotonic() - started)
-                if counted != made:  # the monitor, not the guest, erred
-                    raise RuntimeError(f"the monitor counted {counted} hole accesses of a "
-                                       f"{strategy} guest that made {made}")
-            three_ways(_syscalls, times=syscalls)
-            advance()
-        twin.cleanup()
+        with monitor.program.empty_twin() as twin:
+            for _ in range(reps):
+                for strategy in STRATEGIES:
+                    before = _counted(monitor.poll(), strategy)
+                    made = three_ways(_scan, strategy, pages, times=scans[strategy])
+                    started = time.monotonic()
+                    counted = _counted(monitor.poll(), strategy) - before
+                    poll_s.append(time.monotonic() - started)
+                    if counted != made:  # the monitor, not the guest, erred
+                        raise RuntimeError(f"the monitor counted {counted} hole accesses of "
+                                           f"a {strategy} guest that made {made}")
+                three_ways(_syscalls, times=syscalls)
+                advance()
     out = {"pages": pages, "reps": reps, "load_s": load_s, "poll_ms": spread(
         [s * 1e3 for s in poll_s]), "strategies": {},
         "syscalls": {"syscalls_per_run": 2 * SYSCALL_BYTES, **_compared(syscalls, "ns", 1e9)}}

@@ -121,7 +121,7 @@ class ProbeProgram:
     def empty_twin(self):
         """A bcc program attached where these probes are, each of its programs doing
         nothing: what tracing these events costs before any of kvmhole's own work
-        (`kvmhole bench` runs it beside the probes). cleanup() it when done."""
+        (`kvmhole bench` runs it beside the probes); a context manager, like any bcc BPF."""
         from bcc import BPF
 
         text = [f"TRACEPOINT_PROBE({category}, {event}) {{ return 0; }}" for category, event

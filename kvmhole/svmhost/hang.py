@@ -21,8 +21,6 @@ _KERNEL_TEXT = 0xffffffff80000000
 _LARGEST_FUNCTION = 0x10000  # further from its symbol, an address is someone else's code
 
 
-
-
 def save_symbols(kallsyms: Path) -> str:
     """Shell command, run inside, that saves the running kernel's text symbols."""
     return f"grep ' [tTwW] ' /proc/kallsyms >{shlex.quote(str(kallsyms))}"
