@@ -117,6 +117,21 @@ def series(prometheus: Prometheus, selector: str) -> list[float]:
     return [float(value) for _, value in data["result"][0]["values"]]
 
 
+def samples(prometheus: Prometheus, selector: str) -> dict[tuple, dict[float, str]]:
+    """Every stored sample of the matching series: labels -> {time: value as Prometheus
+    wrote it} (text, so NaN equals NaN)."""
+    data = prometheus.api("query", query=f"{selector}[15m]")
+    return {tuple(sorted(r["metric"].items())): {float(t): v for t, v in r["values"]}
+            for r in data["result"]}
+
+
+def one_series(prometheus: Prometheus, selector: str) -> dict[float, str]:
+    """The samples of the one series `selector` matches ({} before it has any)."""
+    found = samples(prometheus, selector)
+    assert len(found) <= 1, found
+    return next(iter(found.values()), {})
+
+
 def holds_final(prometheus: Prometheus, run: dict) -> bool:
     """Prometheus has scraped an exited kvmhole guest's final counts: KVM's exit count
     as the guest's own `kvmhole run --json` reported it (the exporter keeps an exited
