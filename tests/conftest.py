@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from kvmhole.vmm import registry
 from kvmhole.vmm.registry import process_state
@@ -19,6 +20,11 @@ KVMHOLE = [sys.executable, "-m", "kvmhole"]
 # tests/svm run inside the SVM host, booted by tests/test_svm_host.py, which sets this.
 IN_SVMHOST = "KVMHOLE_IN_SVMHOST"
 collect_ignore = [] if os.environ.get(IN_SVMHOST) else ["svm"]
+
+# Property tests check values, never time: a host busy with the suite's guests must not
+# fail an example for being slow.
+settings.register_profile("kvmhole", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("kvmhole")
 
 
 def kvmhole(*args: str, timeout: float = 120, check: bool = True,

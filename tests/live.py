@@ -57,6 +57,10 @@ def sample(name: str, **labels: str) -> tuple[str, tuple]:
     return name, tuple(sorted(labels.items()))
 
 
+# The exporter's count of its polls, as scrape() keys it.
+POLLS = sample("kvmhole_exporter_poll_duration_seconds_count")
+
+
 def scrape_until_final(base: str, run: dict, statuses: list[int]) -> dict:
     """Scrape until the exporter serves an exited guest's final KVM stats (ground truth:
     `run`, its `kvm_stats`); every status goes into `statuses`. Bounded, not timed."""

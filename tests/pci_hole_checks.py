@@ -129,7 +129,7 @@ def churn(system, cycles: int = 50) -> dict:
     While the slot is gone its reads exit to us and we answer all-ones too."""
     guest = Guest(system, READ_LOOP)
     guest.add_hole()
-    done = threading.Event()
+    done, reading = threading.Event(), threading.Event()
     seen = {"values": set(), "reads": 0, "answered_here": 0, "other": []}
 
     def vcpu_loop():
@@ -138,6 +138,7 @@ def churn(system, cycles: int = 50) -> dict:
             if isinstance(exit_, PortOut) and exit_.port == REPORT_PORT:
                 seen["values"].add(exit_.value)
                 seen["reads"] += 1
+                reading.set()
             elif isinstance(exit_, MmioRead) and exit_.addr == GPA:
                 exit_.respond(b"\xff" * exit_.length)
                 seen["answered_here"] += 1
@@ -148,6 +149,7 @@ def churn(system, cycles: int = 50) -> dict:
     thread = threading.Thread(target=vcpu_loop)
     thread.start()
     try:
+        reading.wait(WATCHDOG_S)  # the churn starts once the vCPU is reading
         for _ in range(cycles):
             guest.vm.set_user_memory_region(SLOT, GPA, 0, 0)
             guest.add_hole()

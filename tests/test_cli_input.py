@@ -2,11 +2,11 @@
 text that must not reach a terminal raw: a usage error or a sane display."""
 
 import json
-import subprocess
 
 import pytest
 
-from tests.conftest import KVMHOLE, assert_one_line_error, kvmhole
+from tests.conftest import assert_one_line_error, kvmhole
+from tests.test_trace import interrupted, start_trace
 
 
 @pytest.mark.parametrize("args", [
@@ -39,14 +39,10 @@ def test_values_that_would_be_cut_or_ignored_are_refused(args, words, run_dir):
 
 def test_escape_sequences_in_a_name_stay_off_the_terminal(run_dir):
     name = "\x1b[2J\x1b]0;owned\x07evil\nname"
-    trace = subprocess.Popen([*KVMHOLE, "trace", "--interval", "0.3", "--duration", "5"],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    for line in trace.stderr:
-        if "probes attached" in line:
-            break
+    trace = start_trace("--interval", "0.3")
     run = json.loads(kvmhole("run", "ecam-scan", "--pages", "10", "--name", name,
                              "--json").stdout)
-    out, _ = trace.communicate(timeout=60)
+    out = interrupted(trace)
     rows = [line for line in out.splitlines() if f"pid {run['pid']}" in line]
     assert rows and all("\x1b" not in row and "\x07" not in row for row in rows)
     assert all(line.startswith(("0", "1", "2")) for line in out.splitlines())  # no split row

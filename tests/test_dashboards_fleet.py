@@ -125,11 +125,15 @@ def fleet(tmp_path_factory):
                              lambda s=selector, f=final: [
                                  t for t, v in one_series(prometheus, s).items() if v == f])
             seen[host, name] = (min(times), sorted(one_series(prometheus, selector)))
-        # The moment the last of them was: the exporter keeps serving an exited guest
-        # (RETAIN_S), so every guest is still a series then, and each one's 1m rates
+        # The rules' first evaluation after the last of them: the exporter keeps serving
+        # an exited guest (RETAIN_S), so every guest is still a series then, and the raw
+        # series and the recorded ones hold every final count. Each guest's 1m rates
         # cover its growth if two earlier samples are in the window. (Guests start at
         # different speeds on a loaded host: no moment while all of them ran is sure.)
-        at = max(final for final, _ in seen.values())
+        last = max(final for final, _ in seen.values())
+        evaluations = f'instance:kvmhole_probe_up:min{{instance="{hosts["a"].address}"}}'
+        at = min(wait_for("an evaluation of the rules after the last final count", lambda: [
+            t for t in one_series(prometheus, evaluations) if t > last]))
         for (host, name), (final, times) in seen.items():
             growing = [t for t in times if at - RATE_WINDOW_S < t < final]
             assert len(growing) >= 2, (host, name, times, at)
@@ -220,12 +224,13 @@ def test_every_panel_and_rule_returns_one_series_per_host(fleet):
 def test_the_fleet_view_survives_federation(fleet):
     """A global Prometheus federating only the recording rules holds the same samples,
     host by host, and the fleet row reads the same from it."""
-    source = samples(fleet.prometheus, RECORDED)
     wait_for("the global Prometheus to hold every host's probe health", lambda: len(
         fleet.by_instance("instance:kvmhole_probe_up:min", fleet.federated)) == len(fleet.hosts))
-    # The global Prometheus adds its own job label (the rules aggregate it away).
+    # The global Prometheus adds its own job label (the rules aggregate it away). Read
+    # before the source: both keep evaluating and federating meanwhile.
     federated = {tuple(label for label in labels if label[0] != "job"): values
                  for labels, values in samples(fleet.federated, RECORDED).items()}
+    source = samples(fleet.prometheus, RECORDED)
     assert federated and set(federated) <= set(source)
     for labels, values in federated.items():
         assert values.items() <= source[labels].items(), labels

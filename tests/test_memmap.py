@@ -34,7 +34,7 @@ def _pages(ranges):
     return {addr for r in ranges for addr in range(r.start, r.end, PAGE)}
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150)
 @given(layouts(), st.sampled_from(list(STRATEGIES)))
 def test_slots_cover_exactly_the_hole_without_overlap(layout, strategy):
     base, size, present = layout

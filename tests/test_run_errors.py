@@ -6,11 +6,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
-from tests.conftest import KVMHOLE, assert_one_line_error, kvmhole
+from kvmhole.probes import kvmstats
+from tests.conftest import KVMHOLE, assert_one_line_error, kvmhole, wait_registered
+from tests.prometheus_harness import wait_for
 
 
 @pytest.mark.parametrize(
@@ -63,16 +64,19 @@ def test_registry_names_a_running_guest_and_is_removed_on_sigterm(run_dir):
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     path = run_dir / f"{vmm.pid}.json"
     try:
-        for _ in range(200):
-            if path.exists():
-                break
-            time.sleep(0.05)
+        wait_registered(vmm)
         entry = json.loads(path.read_text())
         assert entry["name"] == "watched"
         assert entry["pid"] == vmm.pid
         assert entry["tids"] == [vmm.pid]  # the vCPU runs on the main thread
         assert entry["strategy"] == "exit"
         assert entry["holes"] == [[0xB000_1000, 0xC000_0000]]
+        # KVM's own count, from the VMM's stats fds: an MMIO exit has happened
+        stats = wait_for("the VMM's stats fds", lambda: kvmstats.attach(vmm.pid))
+        try:
+            wait_for("the guest's first MMIO exit", lambda: stats.read()["mmio_exits"] > 0)
+        finally:
+            stats.close()
     finally:
         vmm.send_signal(signal.SIGTERM)
         vmm.wait(timeout=30)

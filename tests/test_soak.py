@@ -10,9 +10,11 @@ import threading
 import time
 
 import psutil
+import pytest
 
 from tests.conftest import KVMHOLE
-from tests.live import sample, scrape, start_export, stop
+from tests.live import POLLS, sample, scrape, start_export, stop
+from tests.prometheus_harness import wait_for
 from tests.test_registry import drop_garbage
 from tests.test_tui import Tmux
 
@@ -27,6 +29,7 @@ GUESTS = (
     ("crash", ("triple-fault",)),
 )
 EXPECTED_STATUS = {"mixed": "timeout", "crash": "crashed"}
+MIN_RUNS = 4 * len(GUESTS)
 
 
 class Guests:
@@ -89,6 +92,7 @@ def footprint(processes: dict[str, psutil.Process]) -> dict[str, tuple[int, int]
     return {name: (p.memory_info().rss, p.num_threads()) for name, p in processes.items()}
 
 
+@pytest.mark.timeout(6 * SOAK_S)  # the soak may stretch to 3 x SOAK_S on a slow host
 def test_soak(run_dir, tmp_path):
     drop_garbage(run_dir)
     # files: a pipe nobody reads until the end would stall trace once full
@@ -116,10 +120,16 @@ def test_soak(run_dir, tmp_path):
             drop_garbage(run_dir, suffix=f"0{round_}")  # 0...: never a real VMM's file name
             if before is None and time.monotonic() - started > SOAK_S / 4:
                 before = footprint(monitors)  # after warming up: caches filled, pools up
-            if time.monotonic() - started > SOAK_S:
+            # SOAK_S, and enough guests to call it a soak however slow the host
+            if time.monotonic() - started > SOAK_S and len(guests.runs) >= MIN_RUNS:
                 break
+            assert time.monotonic() - started < 3 * SOAK_S, "too few guests to call it a soak"
         guests.join()
-        time.sleep(2)  # a few more polls: the last guests' final counts
+        # Three polls counted after a scrape mean one began after it (a poll is counted
+        # just before its snapshot is stored), so after the last guest ended: once the
+        # scraper has seen that, it has seen every guest's final counts.
+        since = scrape(base)[1][POLLS]
+        wait_for("three polls after the last guest", lambda: scraper.largest[POLLS] >= since + 3)
         after = footprint(monitors)
         scraper.join()
         top.tmux("send-keys", "-t", "top", "q")
@@ -140,7 +150,6 @@ def test_soak(run_dir, tmp_path):
                 process.kill()
 
     assert not guests.failures, guests.failures
-    assert len(guests.runs) >= 4 * len(GUESTS), "too few guests to call it a soak"
     assert set(scraper.statuses) == {200}, sorted(set(scraper.statuses))
     for output in (trace_err, export_err, top_screen):
         assert "Traceback" not in output, output

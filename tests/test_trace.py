@@ -5,7 +5,7 @@ import os
 import signal
 import subprocess
 
-from tests.conftest import KVMHOLE, kvmhole, run_json, start_stopped
+from tests.conftest import KVMHOLE, kvmhole, run_json, start_stopped, wait_registered
 
 
 def start_trace(*args: str) -> subprocess.Popen:
@@ -19,13 +19,22 @@ def start_trace(*args: str) -> subprocess.Popen:
 
 
 def lines(trace: subprocess.Popen) -> list[dict]:
+    """Stops trace as Ctrl-C does (it polls once more first): every JSON line it printed."""
+    return [json.loads(line) for line in interrupted(trace).splitlines()]
+
+
+def interrupted(trace: subprocess.Popen) -> str:
+    """Stops trace as Ctrl-C does (it polls once more first): all it printed. Tests stop
+    trace once their guests have ended rather than giving it a --duration, which a slow
+    guest start could outlast."""
+    trace.send_signal(signal.SIGINT)
     out, err = trace.communicate(timeout=120)
     assert trace.returncode == 0, err
-    return [json.loads(line) for line in out.splitlines()]
+    return out
 
 
 def test_trace_json_beside_an_alias_guest(run_dir):
-    trace = start_trace("--json", "--interval", "0.5", "--duration", "4")
+    trace = start_trace("--json", "--interval", "0.5")
     run = run_json("ecam-scan", "--hole", "alias", "--type1-pages", "300")
     rows = [r for r in lines(trace) if r["pid"] == run["pid"]]
     assert rows, "the guest never showed up"
@@ -51,7 +60,7 @@ def test_trace_json_beside_an_alias_guest(run_dir):
 
 
 def test_trace_events_stream_every_exit(run_dir):
-    trace = start_trace("--json", "--events", "--interval", "0.5", "--duration", "4")
+    trace = start_trace("--json", "--events", "--interval", "0.5")
     run = run_json("ecam-scan", "--hole", "exit", "--pages", "200")
     out = lines(trace)
     events = [e for e in out if e.get("event") == "exit" and e["pid"] == run["pid"]]
@@ -68,9 +77,10 @@ def test_trace_pid_filter_and_text_rows(run_dir):
     watched = subprocess.Popen([*KVMHOLE, "run", "mixed", "--hole", "alias"],
                                stdout=subprocess.DEVNULL)  # runs until stopped
     try:
-        trace = start_trace("-p", str(watched.pid), "--interval", "0.5", "--duration", "3")
+        wait_registered(watched)  # so that every row, the first too, names it
+        trace = start_trace("-p", str(watched.pid), "--interval", "0.5")
         run = run_json("ecam-scan", "--hole", "alias", "--pages", "10")
-        out, _ = trace.communicate(timeout=60)
+        out = interrupted(trace)
     finally:
         watched.terminate()
         watched.wait(timeout=60)
@@ -78,6 +88,11 @@ def test_trace_pid_filter_and_text_rows(run_dir):
     assert rows and all(f"mixed-{watched.pid} (pid {watched.pid}, kvmhole/alias)" in row
                         for row in rows), out
     assert f"pid {run['pid']}" not in out
+
+
+def test_duration_ends_the_trace_by_itself(run_dir):
+    done = kvmhole("trace", "--interval", "0.2", "--duration", "1", timeout=120)
+    assert done.returncode == 0 and "probes attached" in done.stderr
 
 
 def test_bad_hole_range_is_one_line():
@@ -95,7 +110,6 @@ def test_every_exit_event_is_printed_or_reported_lost(run_dir):
     for guest in guests:
         guest.send_signal(signal.SIGCONT)
     runs = [json.loads(g.communicate(timeout=600)[0]) for g in guests]
-    trace.send_signal(signal.SIGINT)
     out = lines(trace)
     printed = sum(1 for e in out if e.get("event") == "exit")
     lost = sum(e["count"] for e in out if e.get("event") == "lost")

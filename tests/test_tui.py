@@ -239,7 +239,8 @@ def rows(screen: str) -> dict[str, list[str]]:
 def test_not_a_terminal_prints_one_table(run_dir):
     guests = [start_guest("alias"), start_guest("exit")]
     try:
-        done = kvmhole("top", "--interval", "0.5", *(f"--pid={g.pid}" for g in guests))
+        # rates over one interval: long enough that a loaded host runs both guests in it
+        done = kvmhole("top", "--interval", "2", *(f"--pid={g.pid}" for g in guests))
     finally:
         for guest in guests:
             guest.terminate()
@@ -284,7 +285,7 @@ class Tmux:
     def pane(self, what: str) -> str:
         return self.tmux("display-message", "-p", "-t", "top", what).strip()
 
-    def wait_for(self, check, timeout: float = 60):
+    def wait_for(self, check, timeout: float = 300):  # top loads its probes first
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             screen = self.screen()

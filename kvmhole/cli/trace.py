@@ -38,18 +38,19 @@ def trace(pids, interval, count, duration, as_json, snapshots, events, hole_rang
         raise click.UsageError("--snapshots prints whole snapshots: it goes without "
                                "--json and --events")
     with Monitor(**monitor_args(pids, hole_ranges, preset), events=events) as monitor:
+        stop, broken = threading.Event(), threading.Event()  # broken: stdout was closed
+        # Ctrl-C and SIGTERM end the loop after the current interval: raised as
+        # KeyboardInterrupt, they would be swallowed inside bcc's event callbacks. Set
+        # before saying the probes are attached, so a Ctrl-C right after is a clean stop.
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: stop.set())
         click.echo(f"kvmhole trace: probes attached ({monitor.plan.path} path; "
                    f"{ProbeHealth(monitor.plan.path).kernel_counts_note}); Ctrl-C to stop",
                    err=True)
-        stop, broken = threading.Event(), threading.Event()  # broken: stdout was closed
         if events:
             monitor.events(lambda e: _print_event(e, as_json, stop, broken))
         started, rows = time.monotonic(), 0
         lost = LostEvents(as_json)
-        # Ctrl-C and SIGTERM end the loop after the current interval: raised as
-        # KeyboardInterrupt, they would be swallowed inside bcc's event callbacks
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, lambda *_: stop.set())
         while not stop.is_set() and (count is None or rows < count):
             wait = interval
             if duration is not None:

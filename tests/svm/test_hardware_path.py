@@ -111,7 +111,8 @@ def _wait(what: str, check, timeout: float = 240):
 
 def _sample(metrics: str, name: str, **labels) -> float | None:
     for line in metrics.splitlines():
-        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+        if line.startswith((name + "{", name + " ")) and all(
+                f'{k}="{v}"' in line for k, v in labels.items()):
             return float(line.rsplit(" ", 1)[1])
     return None
 
@@ -133,29 +134,29 @@ def test_trace_export_and_top_show_the_hardware_path(registry, tmp_path):
         run = result(start_guest("ecam-scan", "--hole", "alias", "--pages", str(PAGES),
                                  "--passes", "2", "--name", "views-scan"))
         # A mapped hole page faults into KVM on its first read only, and the endless
-        # guest now wraps around the window instead of faulting past it: 8 pages a
-        # batch keep its first pass, and so its faults, going while top watches.
-        mixed = subprocess.Popen([*KVMHOLE, "run", "mixed", "--hole", "alias", "--pages", "8",
+        # guest now wraps around the window instead of faulting past it: 2 pages a
+        # batch (a batch per 10 ms pause) keep its first pass, and so its faults, going
+        # for over 5 minutes, while top loads its probes and watches.
+        mixed = subprocess.Popen([*KVMHOLE, "run", "mixed", "--hole", "alias", "--pages", "2",
                                   "--name", "views-mixed"], stdout=subprocess.DEVNULL,
                                  stderr=subprocess.DEVNULL)
-
-        def in_kernel(text: str) -> float | None:
-            return _sample(text, "kvmhole_pci_hole_reads_total", guest="views-scan",
-                           served="kernel")
 
         def scraped() -> str:
             return urllib.request.urlopen(f"http://{address}/metrics", timeout=30).read().decode()
 
-        def settled():
-            # the guest has exited, but a scrape may still serve a snapshot polled
-            # while it ran: two scrapes three polls apart that agree are the final one
-            first = scraped()
-            time.sleep(0.6)
-            second = scraped()
-            counted = in_kernel(second)
-            return second if counted is not None and in_kernel(first) == counted else None
+        def polls(text: str) -> float:
+            return _sample(text, "kvmhole_exporter_poll_duration_seconds_count")
 
-        metrics = _wait("the scan guest's final counts in /metrics", settled)
+        # The guest has exited, but a scrape may still serve a snapshot polled while it
+        # ran. Three polls counted after a scrape mean one began after it (a poll is
+        # counted just before its snapshot is stored), and so serves the final counts.
+        since = polls(scraped())
+
+        def final() -> str | None:
+            text = scraped()
+            return text if polls(text) >= since + 3 else None
+
+        metrics = _wait("three polls after the scan guest exited", final)
         assert _sample(metrics, "kvmhole_pci_hole_reads_total", guest="views-scan",
                        mechanism="ecam", served="kernel") == PAGES
         assert _sample(metrics, "kvmhole_hole_kernel_seconds_count",
