@@ -29,7 +29,7 @@ from tests.prometheus_harness import (
 )
 
 # host -> its guests: (name, hole strategy, ecam-scan passes); long enough for a
-# few scrapes, so every rate() has samples while all of them run.
+# few scrapes each, so every guest's rate() has samples of its growth.
 HOSTS = {
     "a": [("web-1", "alias", 20)],
     "b": [("web-1", "exit", 8)],

@@ -19,7 +19,7 @@ def start_trace(*args: str) -> subprocess.Popen:
 
 
 def lines(trace: subprocess.Popen) -> list[dict]:
-    """Stops trace as Ctrl-C does (it polls once more first): every JSON line it printed."""
+    """The JSON lines of interrupted(trace)."""
     return [json.loads(line) for line in interrupted(trace).splitlines()]
 
 
