@@ -11,6 +11,7 @@ import time
 import urllib.request
 
 from kvmhole.bench.stats import spread
+from kvmhole.probes import paths
 from kvmhole.probes.snapshot import (
     ROUNDTRIP_BOUNDS_S,
     ConfigCounts,
@@ -48,7 +49,7 @@ def synthetic_snapshot(guests: int, tick: int) -> Snapshot:
                    "hole_write_exits": 1.0, "hole_exits_userspace": float(i + 1),
                    "userspace_exits": float(12 + i)},
             roundtrip=Histogram(counts=counts, sum_s=sum(counts) * 8e-6)))
-    return Snapshot(ts=1.7e9 + tick, interval_s=1.0, probe=ProbeHealth("emulated"),
+    return Snapshot(ts=1.7e9 + tick, interval_s=1.0, probe=ProbeHealth(paths.EMULATED.name),
                     guests=stats)
 
 

@@ -10,7 +10,7 @@ import click
 
 from kvmhole.cli.params import DURATION, INTERVAL
 from kvmhole.cli.watching import monitor_args, watch_options
-from kvmhole.probes.snapshot import GuestStats, Histogram, ProbeHealth
+from kvmhole.probes.snapshot import GuestStats, Histogram
 from kvmhole.tui.columns import printable, seconds
 
 
@@ -45,7 +45,7 @@ def trace(pids, interval, count, duration, as_json, snapshots, events, hole_rang
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: stop.set())
         click.echo(f"kvmhole trace: probes attached ({monitor.plan.path} path; "
-                   f"{ProbeHealth(monitor.plan.path).kernel_counts_note}); Ctrl-C to stop",
+                   f"in-kernel = {monitor.plan.probe_path.kernel_counts_note}); Ctrl-C to stop",
                    err=True)
         if events:
             monitor.events(lambda e: _print_event(e, as_json, stop, broken))

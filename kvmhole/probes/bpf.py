@@ -92,10 +92,8 @@ class ProbeProgram:
 
         constants = {**CONSTANTS, **(sizes or {})}
         cflags = [*host.CLANG_QUIET, *(f"-D{k}={v}" for k, v in constants.items())]
-        if plan.path == "emulated":
-            cflags.append("-DEMULATED_PATH")
-        elif plan.path == "vmx/svm":
-            cflags.append("-DVMX_PATH")
+        if plan.probe_path.cflag:
+            cflags.append(plan.probe_path.cflag)
         if auto_track:
             cflags.append("-DAUTO_TRACK")
         if events:

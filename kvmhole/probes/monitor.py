@@ -182,7 +182,8 @@ class Monitor:
                     kvm_stats.close()
         self._last_poll = now
         health = ProbeHealth(path=self.plan.path, lost_events=self.program.lost_events(),
-                             tracepoints=self.plan.tracepoints, message=self.plan.message,
+                             tracepoints=self.plan.tracepoints,
+                             message=self.plan.probe_path.limitation,
                              maps=self.program.map_fill(), map_full=self.program.map_full())
         health.map_full["holes"] += len(self._refused)
         self._warn_full(health)
@@ -211,7 +212,7 @@ class Monitor:
             kvm_stats = self._kvm_stats.get(pid)
         if kvm_stats is not None:
             stats.kvm_stats = kvm_stats.read()
-        if self.plan.path != "vmx/svm":  # the only path that can time KVM
+        if not self.plan.probe_path.times_kvm:
             stats.kernel_time = None
         totals = stats.totals()
         stats.rates = per_second(totals, self._previous.get(pid, {}), interval)

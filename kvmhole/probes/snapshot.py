@@ -9,6 +9,9 @@ import json
 import math
 from dataclasses import asdict, dataclass, field, fields, replace
 
+from kvmhole.probes import paths
+from kvmhole.probes.paths import ProbePath
+
 # Userspace round trip (return from KVM_RUN -> next KVM_RUN) buckets: powers of two
 # of nanoseconds, 256 ns .. ~8.6 s; the last bucket is +Inf.
 ROUNDTRIP_BOUNDS_S = tuple(2.0**i / 1e9 for i in range(8, 34))
@@ -200,21 +203,9 @@ class GuestStats:
         return None if median is None else self.hole_reads_in_kernel * median
 
 
-# What a guest's in-kernel count is on each probe path. With hardware virtualisation
-# only faults into KVM are seen: every read of a `native` hole traps, but an
-# `alias`/`dense` hole page is mapped on its first read and later reads never leave
-# the guest. Emulating hosts see every read. Every view names the count from here.
-KERNEL_COUNTS = {
-    "emulated": ("reads", "every hole read is emulated by KVM and seen"),
-    "vmx/svm": ("faults", "hole faults into KVM: every read of a native hole, but only the "
-                "first read of each mapped (alias/dense) hole page; later reads are unseen"),
-    "exits-only": ("none", "hole reads served in the kernel cannot be seen on this host"),
-}
-
-
 @dataclass
 class ProbeHealth:
-    path: str  # a key of KERNEL_COUNTS: "vmx/svm", "emulated" or "exits-only" (plan.py)
+    path: str  # the name of a probes.paths entry: what the in-kernel count counts there
     up: bool = True
     lost_events: int = 0
     tracepoints: list[str] = field(default_factory=list)
@@ -226,13 +217,17 @@ class ProbeHealth:
     map_full: dict[str, int] = field(default_factory=dict)
 
     @property
+    def probe_path(self) -> ProbePath:
+        return paths.BY_NAME[self.path]
+
+    @property
     def kernel_counts(self) -> str:
         """What the in-kernel count counts here: reads, faults or none."""
-        return KERNEL_COUNTS[self.path][0]
+        return self.probe_path.kernel_counts
 
     @property
     def kernel_counts_note(self) -> str:
-        return f"in-kernel = {KERNEL_COUNTS[self.path][1]}"
+        return f"in-kernel = {self.probe_path.kernel_counts_note}"
 
 
 @dataclass

@@ -7,6 +7,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Static
 
+from kvmhole.probes import paths
 from kvmhole.probes.snapshot import GuestStats, Histogram
 from kvmhole.tui.columns import COLUMN, count, printable, seconds
 from kvmhole.tui.history import SERIES, Point
@@ -32,7 +33,8 @@ def title(g: GuestStats, probe_path: str) -> Text:
                     f"{count(g.kvm_stats['mmio_exits'])}, exits {count(g.kvm_stats['exits'])}",
                     style="dim")
     strategy = strategy_of(g.strategy)
-    if probe_path == "vmx/svm" and strategy is not None and strategy.maps_memory:
+    if paths.BY_NAME[probe_path].mapped_reads_unseen and strategy is not None \
+            and strategy.maps_memory:
         # mapped hole pages fault once, then reads never leave the guest: no event at all
         text.append("  (hardware virtualisation: only first touches of mapped hole pages "
                     "are seen)", style="italic")
