@@ -135,7 +135,7 @@ def _text(ts: float, g: GuestStats) -> str:
     return (f"{time.strftime('%H:%M:%S', time.localtime(ts))} {printable(g.name)} "
             f"(pid {g.pid}, {printable(g.vmm)}/{printable(g.strategy)}){state}: "
             f"hole reads in kernel "
-            f"{g.hole_reads_in_kernel} ({g.rates.get('hole_reads_in_kernel', 0):.0f}/s), "
+            f"{g.hole_reads_in_kernel} ({g.rates.hole_reads_in_kernel:.0f}/s), "
             f"hole exits {g.hole_read_exits} reads {g.hole_write_exits} writes, "
             f"in kernel/exited by mechanism: {_mechanisms(g)}"
             + (f", busiest buses {buses}" if buses else "") +

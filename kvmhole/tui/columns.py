@@ -6,9 +6,10 @@ not disagree and sorting works on numbers, not on formatted text.
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any
 
-from kvmhole.probes.snapshot import GuestStats, Snapshot
+from kvmhole.probes.snapshot import GuestStats, Rates, Snapshot
 
 
 def printable(text: str) -> str:
@@ -17,11 +18,6 @@ def printable(text: str) -> str:
     if text.isprintable():  # the usual case, checked at C speed: the table asks every poll
         return text
     return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
-
-
-def other_exits_rate(g: GuestStats) -> float:
-    """Userspace exits per second that were not hole accesses (device MMIO, port I/O...)."""
-    return max(0.0, g.rates.get("userspace_exits", 0.0) - g.rates.get("hole_exits_userspace", 0.0))
 
 
 def count(value: float) -> str:
@@ -55,10 +51,12 @@ class Column:
     cell: Callable[[GuestStats], str]
     sort: Callable[[GuestStats], Any]
     numeric: bool = True  # right-aligned, and sorted largest first when chosen
+    rate: Callable[[Rates], float] | None = None  # a rate column: top plots its history
 
 
-def _rate(counter: str) -> Callable[[GuestStats], float]:
-    return lambda g: g.rates.get(counter, 0.0)
+def _rate_column(key: str, label: str, width: int, rate: Callable[[Rates], float]) -> Column:
+    return Column(key, label, width, lambda g: count(rate(g.rates)), lambda g: rate(g.rates),
+                  rate=rate)
 
 
 def _kernel_p50(g: GuestStats) -> float | None:
@@ -76,11 +74,9 @@ COLUMNS = (
     Column("vmm", "VMM", 7, lambda g: printable(g.vmm), lambda g: g.vmm, numeric=False),
     Column("strategy", "strategy", 8, lambda g: printable(g.strategy), lambda g: g.strategy,
            numeric=False),
-    Column("kernel", "in-kernel/s", 11, lambda g: count(_rate("hole_reads_in_kernel")(g)),
-           _rate("hole_reads_in_kernel")),
-    Column("exits", "hole exits/s", 12, lambda g: count(_rate("hole_exits_userspace")(g)),
-           _rate("hole_exits_userspace")),
-    Column("other", "other exits/s", 13, lambda g: count(other_exits_rate(g)), other_exits_rate),
+    _rate_column("kernel", "in-kernel/s", 11, attrgetter("hole_reads_in_kernel")),
+    _rate_column("exits", "hole exits/s", 12, attrgetter("hole_exits_userspace")),
+    _rate_column("other", "other exits/s", 13, attrgetter("other_exits")),
     Column("share", "in kernel", 9, lambda g: share(g.kernel_share),
            lambda g: -1.0 if g.kernel_share is None else g.kernel_share),
     Column("saved", "time saved", 10, lambda g: seconds(g.time_saved_s),
