@@ -52,11 +52,13 @@ class Column:
     sort: Callable[[GuestStats], Any]
     numeric: bool = True  # right-aligned, and sorted largest first when chosen
     rate: Callable[[Rates], float] | None = None  # a rate column: top plots its history
+    help: str = ""  # what the column means, for top's help screen (numbers only)
 
 
-def _rate_column(key: str, label: str, width: int, rate: Callable[[Rates], float]) -> Column:
+def _rate_column(key: str, label: str, width: int, rate: Callable[[Rates], float],
+                 help: str) -> Column:
     return Column(key, label, width, lambda g: count(rate(g.rates)), lambda g: rate(g.rates),
-                  rate=rate)
+                  rate=rate, help=help)
 
 
 def _kernel_p50(g: GuestStats) -> float | None:
@@ -74,15 +76,23 @@ COLUMNS = (
     Column("vmm", "VMM", 7, lambda g: printable(g.vmm), lambda g: g.vmm, numeric=False),
     Column("strategy", "strategy", 8, lambda g: printable(g.strategy), lambda g: g.strategy,
            numeric=False),
-    _rate_column("kernel", "in-kernel/s", 11, attrgetter("hole_reads_in_kernel")),
-    _rate_column("exits", "hole exits/s", 12, attrgetter("hole_exits_userspace")),
-    _rate_column("other", "other exits/s", 13, attrgetter("other_exits")),
+    _rate_column("kernel", "in-kernel/s", 11, attrgetter("hole_reads_in_kernel"),
+                 "hole accesses KVM served itself, no exit to the VMM: reads where KVM "
+                 "emulates them, faults on VMX/SVM (a mapped page faults once)"),
+    _rate_column("exits", "hole exits/s", 12, attrgetter("hole_exits_userspace"),
+                 "hole reads and writes that exited to the VMM in userspace"),
+    _rate_column("other", "other exits/s", 13, attrgetter("other_exits"),
+                 "every other userspace exit: device MMIO, port I/O, ..."),
     Column("share", "in kernel", 9, lambda g: share(g.kernel_share),
-           lambda g: -1.0 if g.kernel_share is None else g.kernel_share),
+           lambda g: -1.0 if g.kernel_share is None else g.kernel_share,
+           help="share of hole reads kept in the kernel since the monitor started"),
     Column("saved", "time saved", 10, lambda g: seconds(g.time_saved_s),
-           lambda g: g.time_saved_s or 0.0),
+           lambda g: g.time_saved_s or 0.0,
+           help="in-kernel hole reads x this guest's median userspace round trip"),
     Column("ktime", "kernel p50", 10, lambda g: seconds(_kernel_p50(g)),
-           lambda g: _kernel_p50(g) or 0.0),
+           lambda g: _kernel_p50(g) or 0.0,
+           help="median time KVM took to serve a hole fault (VMX/SVM hosts only; - "
+                "where the host cannot time it)"),
 )
 COLUMN = {c.key: c for c in COLUMNS}
 
