@@ -11,7 +11,8 @@ import click
 from kvmhole.cli.params import DURATION, INTERVAL
 from kvmhole.cli.watching import monitor_args, watch_options
 from kvmhole.probes.snapshot import GuestStats, Histogram, ProbeHealth
-from kvmhole.tui.columns import printable, seconds
+from kvmhole.text import printable
+from kvmhole.tui.columns import seconds
 
 
 @click.command()

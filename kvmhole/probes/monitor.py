@@ -14,6 +14,7 @@ from pathlib import Path
 
 from kvmhole.probes import discovery, kvmstats
 from kvmhole.probes.bpf import ProbeProgram, RawCounts
+from kvmhole.probes.complaints import RegistryComplaints
 from kvmhole.probes.plan import probe_plan
 from kvmhole.probes.snapshot import GuestStats, ProbeHealth, Snapshot, per_second
 from kvmhole.probes.watch import RegistryWatcher
@@ -44,6 +45,7 @@ class Monitor:
         for pid in sorted((self.pids or set()) | set(self.hole_ranges)):
             self._track(pid, self.hole_ranges.get(pid, self.default_holes))
         self._warned: set[str] = set()
+        self._complaints = RegistryComplaints()  # said after each scan and each poll
         self.watcher: RegistryWatcher | None = None
         self.rescan()
 
@@ -60,7 +62,7 @@ class Monitor:
             print(f"kvmhole: warning: {message}", file=sys.stderr, flush=True)
 
     def _warn_file(self, path: Path, reason: str) -> None:
-        self._warn(f"ignoring {path} in the guest registry: {reason}")
+        self._complaints.add(path, reason)
 
     def _wanted(self, pid: int) -> bool:
         return self.pids is None or pid in self.pids
@@ -186,6 +188,7 @@ class Monitor:
                              maps=self.program.map_fill(), map_full=self.program.map_full())
         health.map_full["holes"] += len(self._refused)
         self._warn_full(health)
+        self._complaints.say()  # the files the watcher and this poll met
         return Snapshot(ts=now, interval_s=interval, probe=health, guests=guests)
 
     def _warn_full(self, health: ProbeHealth) -> None:
@@ -206,7 +209,7 @@ class Monitor:
     def _stats(self, pid: int, raw: RawCounts, interval: float) -> GuestStats:
         who = self._identity(pid)
         stats = GuestStats(pid=pid, name=who.name, vmm=who.vmm, strategy=who.strategy,
-                           holes=list(who.holes or []), **vars(raw))
+                           holes=list(who.holes or []), uuid=who.uuid, **vars(raw))
         with self._lock:
             kvm_stats = self._kvm_stats.get(pid)
         if kvm_stats is not None:
@@ -229,6 +232,7 @@ class Monitor:
         self.watcher = fresh
         for entry in registry.entries(self._warn_file).values():
             self._adopt(entry)
+        self._complaints.say()
 
     def events(self, callback) -> None:
         """Stream every userspace exit to callback(event) (Monitor(events=True) only)."""

@@ -145,6 +145,7 @@ class GuestStats:
     # above. None where the VMM keeps no stats fd open (QEMU, usually).
     kvm_stats: dict[str, int] | None = None
     alive: bool = True  # False in the last snapshot that reports an exited guest
+    uuid: str | None = None  # the VM's UUID where its VMM was given one (QEMU's -uuid)
 
     # A hole read is a config read of an absent function by any mechanism: the sums
     # below are what top's columns, the exporter's totals and the rules count.
@@ -313,7 +314,8 @@ def _guest(raw) -> GuestStats:
         roundtrip=_histogram(g.get("roundtrip")),
         kernel_time=_histogram(g["kernel_time"]) if g.get("kernel_time") else None,
         kvm_stats=None if kvm_stats is None else _counts(kvm_stats, "kvm_stats"),
-        alive=_need(g.get("alive", True), bool, "alive"))
+        alive=_need(g.get("alive", True), bool, "alive"),
+        uuid=None if g.get("uuid") is None else _need(g["uuid"], str, "uuid"))
 
 
 def _config(raw) -> ConfigCounts:

@@ -8,7 +8,8 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Static
 
 from kvmhole.probes.snapshot import GuestStats, Histogram
-from kvmhole.tui.columns import COLUMN, count, printable, seconds
+from kvmhole.text import printable
+from kvmhole.tui.columns import COLUMN, count, seconds
 from kvmhole.tui.history import SERIES, Point
 from kvmhole.tui.plain_table import PlainTable
 from kvmhole.tui.sparkline import Sparkline
