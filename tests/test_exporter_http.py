@@ -6,12 +6,10 @@ import base64
 import http.client
 import socket
 import ssl
-import subprocess
 import urllib.error
 import urllib.request
 from pathlib import Path
 
-import bcrypt
 import pytest
 
 from kvmhole.bench.attack import SlowClients
@@ -22,6 +20,7 @@ from kvmhole.exporter.server import listening
 from kvmhole.exporter.store import LatestSnapshot
 from kvmhole.text import printable
 from tests.conftest import assert_one_line_error, kvmhole
+from tests.pki import PASSWORD, TLS, make_pki, web_config
 from tests.prometheus_harness import wait_for
 from tests.test_exporter import guest, snapshot, store_with
 
@@ -123,36 +122,7 @@ def test_the_oldest_waiting_connections_make_room_for_new_ones(monkeypatch):
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory) -> Path:
-    """A CA, a server certificate for 127.0.0.1 and a client certificate, by openssl."""
-    d = tmp_path_factory.mktemp("pki")
-
-    def openssl(*args: str) -> None:
-        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
-
-    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-            "-keyout", "ca.key", "-out", "ca.crt", "-subj", "/CN=kvmhole test CA", "-days", "2")
-    for name, extension in (("server", "subjectAltName=IP:127.0.0.1"),
-                            ("client", "extendedKeyUsage=clientAuth")):
-        openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-                "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={name}")
-        (d / f"{name}.ext").write_text(extension + "\n")
-        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-                "-CAcreateserial", "-out", f"{name}.crt", "-days", "2",
-                "-extfile", f"{name}.ext")
-    return d
-
-
-PASSWORD = "correct horse"
-
-
-def web_config(pki: Path, client_auth: str | None = None, min_version: str = "TLS12") -> Path:
-    hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(4)).decode()
-    tls = TLS + f"  min_version: {min_version}\n"
-    if client_auth:
-        tls += f"  client_ca_file: ca.crt\n  client_auth_type: {client_auth}\n"
-    path = pki / f"web-{client_auth}-{min_version}.yml"
-    path.write_text(tls + f"basic_auth_users:\n  prometheus: '{hashed}'\n")
-    return path
+    return make_pki(tmp_path_factory.mktemp("pki"))
 
 
 def https(address: str, pki: Path, user: str | None = None, password: str = PASSWORD,
@@ -203,7 +173,6 @@ def test_client_certificates(pki):
             https(address, pki, "prometheus")
 
 
-TLS = "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n"
 BAD_CONFIGS = {
     "no such file": (None, "cannot read it"),
     "not yaml": ("tls_server_config: [\n", "not YAML"),
