@@ -26,6 +26,8 @@ def _holes(g: GuestStats) -> str:
 def title(g: GuestStats, probe_path: str) -> Text:
     text = Text.assemble((printable(g.name), "bold"), f"  pid {g.pid}  {printable(g.vmm)}/"
                          f"{printable(g.strategy)}  holes {_holes(g)}")
+    if g.uuid is not None:
+        text.append(f"  uuid {printable(g.uuid)}")
     if not g.alive:
         text.append("  exited", style="bold red")
     if g.kvm_stats:  # KVM's own count beside the probes', where the VMM lets us read it
