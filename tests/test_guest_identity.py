@@ -17,7 +17,9 @@ from kvmhole.probes.discovery import qemu_options
 from kvmhole.probes.monitor import Monitor
 from kvmhole.text import CUT_MARK, MAX_NAME, guest_name
 from kvmhole.tui.detail import title
+from tests.conftest import start_guest, wait_registered
 from tests.live import sample, scrape
+from tests.prometheus_harness import wait_for
 
 UUID = "c7a5fdbd-cdaf-9455-926a-d65c16db1809"
 
@@ -71,3 +73,30 @@ def test_a_qemu_started_as_libvirt_starts_it_is_named_alike_in_every_view(tmp_pa
     info = sample("kvmhole_guest_info", guest="db,primary", vmm="qemu", strategy="unknown",
                   uuid=UUID)
     assert samples[info] == 1
+
+
+def test_guests_sharing_a_name_are_told_apart_alike_in_every_view(tmp_path, monkeypatch):
+    monkeypatch.setenv("KVMHOLE_RUN_DIR", str(tmp_path / "run"))
+    with Monitor() as monitor:
+        first = start_guest("mixed", "--name", "twin")
+        wait_registered(first)
+        second = start_guest("mixed", "--name", "twin")
+        wait_registered(second)
+        try:
+            wait_for("both guests", lambda: all(monitor.poll().guest(g.pid)
+                                                for g in (first, second)))
+            snapshot = monitor.poll()
+        finally:
+            for g in (first, second):
+                g.terminate()
+                g.communicate(timeout=60)
+    names = {g.pid: g.name for g in snapshot.guests}
+    assert names == {first.pid: "twin", second.pid: f"twin/{second.pid}"}
+    store = LatestSnapshot()
+    store.update(snapshot)
+    with listening("127.0.0.1:0", store) as address:
+        _, samples = scrape(f"http://{address}")
+    for name in names.values():  # the exporter's labels are the monitor's names
+        assert samples[sample("kvmhole_guest_info", guest=name, strategy="alias")] == 1
+    assert {json.loads(json.dumps(_row(snapshot.ts, g)))["guest"]
+            for g in snapshot.guests} == set(names.values())

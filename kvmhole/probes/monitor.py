@@ -97,7 +97,7 @@ class Monitor:
             ecam = None if pid in self.hole_ranges else entry.get("ecam")
             if not self._track(pid, holes, ecam):
                 return  # not counted: reporting it with zeros would be a lie
-            self._identities[pid] = identity
+            self._identities[pid] = self._distinct(pid, identity)
             # now, while the VMM surely runs: a short guest may be gone by the next poll
             self._attach_kvm_stats(pid)
 
@@ -119,12 +119,21 @@ class Monitor:
                 else:  # not a kvmhole VMM, or its pid now belongs to another process
                     identity = discovery.from_process(pid, self.program.comm(pid), start)
                 identity.holes = identity.holes or self.hole_ranges.get(pid, self.default_holes)
-                self._identities[pid] = identity
+                self._identities[pid] = self._distinct(pid, identity)
                 if start is not None:
                     # identified: its later accesses by its own rules, not provisionally
                     self.program.track(pid, identity.holes, ecam)
                     self._attach_kvm_stats(pid)
             return self._identities[pid]
+
+    def _distinct(self, pid: int, identity: discovery.Identity) -> discovery.Identity:
+        """A guest named like another watched guest of its VMM kind is NAME/PID, for
+        life, in every view (the exporter's store names guests it still serves after
+        the monitor forgot them the same way)."""
+        taken = {(i.vmm, i.name) for other, i in self._identities.items() if other != pid}
+        if (identity.vmm, identity.name) in taken:
+            identity.name = f"{identity.name}/{pid}"
+        return identity
 
     def _alive(self, pid: int) -> bool:
         """Still the process first seen with this pid (a reused pid is another guest)."""
