@@ -7,6 +7,7 @@ import json
 import re
 import signal
 import subprocess
+from pathlib import Path
 
 import psutil
 import pytest
@@ -16,6 +17,7 @@ from tests.conftest import KVMHOLE, start_guest, wait_registered
 from tests.pki import PASSWORD, make_pki, web_config
 from tests.prometheus_harness import Prometheus, wait_for
 
+KEPT = 1 << 39 | 1 << 19  # CAP_BPF, CAP_SYS_PTRACE
 NESTED = "[" * 30000 + "]" * 30000  # 60 KB: under the size limit, RecursionError in json
 HOSTILE = "x\x1b]0;owned\x07\x1b[31mRED"
 
@@ -36,6 +38,9 @@ def test_prometheus_scrapes_over_tls_with_basic_auth_through_hostile_files(run_d
             return match and match[1]
 
         address = wait_for("kvmhole export to serve", serving, timeout=240)
+        status = Path(f"/proc/{export.pid}/status").read_text()
+        for field in ("CapBnd", "CapPrm", "CapEff"):  # attached: all but two dropped
+            assert int(re.search(rf"{field}:\s+(\w+)", status)[1], 16) == KEPT, field
         run = json.loads(subprocess.run([*KVMHOLE, "run", "ecam-scan", "--hole", "exit",
                                          "--name", HOSTILE, "--json"], capture_output=True,
                                         text=True, check=True).stdout)
@@ -59,6 +64,10 @@ def test_prometheus_scrapes_over_tls_with_basic_auth_through_hostile_files(run_d
             return found and float(found[0]["value"][1]) == run["guest_hole_reads"] and found
 
         found = wait_for("Prometheus to store the guest's reads", guest_reads)
+        # a guest that started after the drop: its KVM stats were still copied
+        wait_for("the guest's KVM stats", lambda: prometheus.query(
+            'kvmhole_kvm_stat_exits_total{job="secure",stat="exits"} == '
+            f'{run["kvm_stats"]["exits"]}'))
         assert found[0]["metric"]["guest"] == printable(HOSTILE)  # escaped, whole
         for job, up in (("secure", 1), ("wrong-password", 0), ("no-auth", 0), ("plain", 0)):
             wait_for(f"up of {job}", lambda job=job, up=up: prometheus.query(

@@ -29,6 +29,7 @@ def export(listen, web_config_file, interval, pids, hole_ranges, preset):
     their counts and the listening socket stay."""
     from kvmhole.exporter import webconfig
     from kvmhole.exporter.poller import Poller
+    from kvmhole.probes import privileges
     from kvmhole.probes.monitor import Monitor  # loads bcc: only when exporting
 
     parse_listen(listen)  # a bad address or web configuration fails before the probes load
@@ -45,6 +46,8 @@ def export(listen, web_config_file, interval, pids, hole_ranges, preset):
         with listening(listen, store, self_metrics, web) as address, \
                 Monitor(**monitor_kwargs) as monitor, \
                 Poller(self_metrics.timed(monitor.poll), store, interval):
+            # attached and bound: what is left to do needs far less than root
+            click.echo(f"kvmhole export: {privileges.drop_all_but_kept()}", err=True)
             # Runs in this (main) thread between pauses, never inside a poll or scrape.
             signal.signal(signal.SIGHUP, lambda *_: _reload(monitor))
             click.echo(f"kvmhole export: serving {web.scheme}://{address}/metrics "
