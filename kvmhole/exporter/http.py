@@ -107,7 +107,7 @@ class HttpServer:
         self.loop = asyncio.new_event_loop()
         self.loop.set_exception_handler(_quiet_about_clients)
         self._server = self.loop.run_until_complete(asyncio.start_server(
-            self._client, sock=self.socket, ssl=tls, limit=MAX_HEAD_BYTES,
+            self._client, sock=self.socket, ssl=tls, limit=MAX_HEAD_BYTES, backlog=BACKLOG,
             ssl_handshake_timeout=REQUEST_DEADLINE_S if tls else None))
         self._thread = threading.Thread(target=self.loop.run_forever, name="kvmhole-http",
                                         daemon=True)
