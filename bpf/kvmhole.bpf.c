@@ -104,6 +104,7 @@ struct vcpu_state {
 	u32 out_pending;      /* a port write was traced; an IO exit now is that write's */
 	u32 out_port;
 	u32 in_exited;        /* the last IO exit was a port read: its kvm_pio comes on re-entry */
+	u32 blind;            /* first seen inside KVM_RUN: the exit before it was missed */
 };
 
 struct function_key {
@@ -165,6 +166,14 @@ BPF_TASK_STORAGE(walks, struct walk);
  * one array read, without looking up the thread's storage.
  */
 BPF_ARRAY(data_walks, u64, 1);
+/*
+ * 1 once every probe is attached. bcc attaches them one by one while guests run: a
+ * port read completed in a window where kvm_pio was attached and kvm_userspace_exit
+ * not yet looked served in the kernel (a monitor attached mid-run counted 104 of a
+ * guest's type-1 reads in the kernel, which no type-1 read ever is). Until then no
+ * vCPU state is made, so nothing is classified.
+ */
+BPF_ARRAY(armed, u32, 1);
 
 /* This thread's data-read walk, if it has one under way, is over. */
 static __always_inline void end_data_walk(u64 *in_flight)
@@ -217,13 +226,24 @@ static __always_inline struct guest_counts *counts_of(u32 tgid)
 	return counts.lookup(&tgid);
 }
 
-static __always_inline struct vcpu_state *vcpu_of(u32 tid, u32 tgid)
+/*
+ * The vCPU thread's state, made on first sight once the probes are armed. Made
+ * anywhere but at an exit (seen_exit), it is blind: the vCPU may be re-entering
+ * KVM_RUN after an exit the probes missed, so the port read it completes first is
+ * of unknown fate and is not counted.
+ */
+static __always_inline struct vcpu_state *vcpu_of(u32 tid, u32 tgid, int seen_exit)
 {
 	struct vcpu_state *v = vcpus.lookup(&tid);
 	if (v)
 		return v;
+	int zero = 0;
+	u32 *on = armed.lookup(&zero);
+	if (!on || !*on)
+		return 0;
 	struct vcpu_state init = {};
 	init.tgid = tgid;
+	init.blind = !seen_exit;
 	if (vcpus.insert(&tid, &init) == -E2BIG)
 		count_refusal(FULL_VCPUS, tid);
 	return vcpus.lookup(&tid);
@@ -404,7 +424,7 @@ TRACEPOINT_PROBE(kvm, kvm_fpu)
 		return 0;
 #endif
 	}
-	struct vcpu_state *v = vcpu_of(tid, tgid);
+	struct vcpu_state *v = vcpu_of(tid, tgid, 0);
 	if (!v)
 		return 0;
 	u64 now = bpf_ktime_get_ns();
@@ -449,10 +469,11 @@ TRACEPOINT_PROBE(kvm, kvm_userspace_exit)
 	struct guest_counts *c = counts_of(tgid);
 	if (c && reason <= REASON_ERROR)
 		__sync_fetch_and_add(&c->exits[reason], 1);
-	struct vcpu_state *v = vcpu_of(tid, tgid);
+	struct vcpu_state *v = vcpu_of(tid, tgid, 1);
 	if (!v)
 		return 0;
 	v->reason = reason;
+	v->blind = 0;   /* an exit seen: the fate of every later port read is known */
 	/*
 	 * kvm_pio traces a port write before KVM handles it, a port read that exits
 	 * only when KVM_RUN is re-entered and completes it. So an IO exit right after
@@ -513,11 +534,16 @@ TRACEPOINT_PROBE(kvm, kvm_pio)
 	struct guest_holes *h = watched(&tgid, &tid);
 	if (!h)
 		return 0;
-	struct vcpu_state *v = vcpu_of(tid, tgid);
+	struct vcpu_state *v = vcpu_of(tid, tgid, 0);
 	if (!v)
 		return 0;
 	u32 port = args->port, in = args->rw == KVM_PIO_IN;
 	int exited = 0;
+	if (v->blind) {
+		v->blind = 0;
+		if (in)
+			return 0;   /* maybe the completion of an exit before the probes were armed */
+	}
 	if (in) {
 		exited = v->in_exited;
 		v->in_exited = 0;
@@ -606,7 +632,7 @@ RAW_TRACEPOINT_PROBE(kvm_mmu_paging_element)   /* (u64 pte, int level) */
 	u64 gpa = (pte & PTE_FRAME & ~offset_mask) | (w->gva & offset_mask);
 	u64 id = bpf_get_current_pid_tgid();
 	u32 tgid = id >> 32;
-	struct vcpu_state *v = vcpu_of((u32)id, tgid);
+	struct vcpu_state *v = vcpu_of((u32)id, tgid, 0);
 	if (!v)
 		return 0;
 	/* a new data access has been translated, so the previous one is complete */
@@ -626,7 +652,7 @@ TRACEPOINT_PROBE(kvm, kvm_exit)
 	u32 tgid, tid;
 	if (!watched(&tgid, &tid))
 		return 0;
-	struct vcpu_state *v = vcpu_of(tid, tgid);
+	struct vcpu_state *v = vcpu_of(tid, tgid, 1);
 	if (v)
 		v->kvm_exit_ts = bpf_ktime_get_ns();
 	return 0;
@@ -640,7 +666,7 @@ TRACEPOINT_PROBE(kvm, kvm_page_fault)
 	struct guest_holes *h = watched(&tgid, &tid);
 	if (!h || !in_hole(h, args->fault_address))
 		return 0;
-	struct vcpu_state *v = vcpu_of(tid, tgid);
+	struct vcpu_state *v = vcpu_of(tid, tgid, 0);
 	if (v) {
 		v->pending = 1;
 		v->pending_gpa = args->fault_address;

@@ -86,6 +86,33 @@ def exporter_scrape(reps: int, snapshot_at=synthetic) -> dict:
             "bytes": size}
 
 
+def exporter_under_attack(reps: int, trickle: int = 20, stall: int = 200) -> dict:
+    """Scrape wall time while `trickle` clients send a request head a byte every 0.5 s
+    and `stall` connections sent one byte and stopped (bench.attack, on loopback): a
+    new snapshot before every other scrape, so half of them render. `held` is how many
+    attacking connections were still open after the last scrape: all of them, or the
+    scrapes did not run under the attack."""
+    from kvmhole.bench.attack import SlowClients
+    from kvmhole.exporter.server import listening
+    from kvmhole.exporter.store import LatestSnapshot
+
+    store = LatestSnapshot()
+    store.update(synthetic(0))
+    times = []
+    with listening("127.0.0.1:0", store) as address, \
+            SlowClients(address, trickle=trickle, stall=stall) as attack:
+        for tick in range(reps):
+            if tick % 2 == 0:
+                store.update(synthetic(tick))
+            started = time.perf_counter()
+            with urllib.request.urlopen(f"http://{address}/metrics", timeout=30) as response:
+                response.read()
+            times.append((time.perf_counter() - started) * 1e3)
+        held = attack.held()
+    return {"guests": GUESTS, "trickling": trickle, "stalled": stall + 1, "held": held,
+            "scrape_ms": spread(times)}
+
+
 def tui_refresh(reps: int, snapshot_at=synthetic) -> dict:
     """kvmhole top with 64 guests on a headless 160x50 screen: the CPU time of taking
     one snapshot (apply) and of taking it and repainting (refresh), against a repaint
@@ -122,10 +149,12 @@ def tui_refresh(reps: int, snapshot_at=synthetic) -> dict:
 def measure(reps: int, advance) -> dict:
     out = {"exporter": exporter_scrape(reps)}
     advance()
+    out["exporter_under_attack"] = exporter_under_attack(reps)
+    advance()
     out["tui"] = tui_refresh(reps)
     advance()
     return out
 
 
 def steps() -> int:
-    return 2
+    return 3

@@ -11,7 +11,8 @@ import click
 from kvmhole.cli.params import DURATION, INTERVAL
 from kvmhole.cli.watching import monitor_args, watch_options
 from kvmhole.probes.snapshot import GuestStats, Histogram
-from kvmhole.tui.columns import printable, seconds
+from kvmhole.text import printable
+from kvmhole.tui.columns import seconds
 
 
 @click.command()
@@ -32,6 +33,7 @@ from kvmhole.tui.columns import printable, seconds
 def trace(pids, interval, count, duration, as_json, snapshots, events, hole_ranges, preset):
     """Count, per guest, config reads of absent PCI functions (hole reads) by mechanism
     (ECAM, type-1 ports), served in the kernel or exited to userspace."""
+    from kvmhole.probes import privileges
     from kvmhole.probes.monitor import Monitor  # loads bcc: only when tracing
 
     if snapshots and (as_json or events):
@@ -49,6 +51,8 @@ def trace(pids, interval, count, duration, as_json, snapshots, events, hole_rang
                    err=True)
         if events:
             monitor.events(lambda e: _print_event(e, as_json, stop, broken))
+        # everything is attached and open: what is left to do needs far less than root
+        click.echo(f"kvmhole trace: {privileges.drop_all_but_kept()}", err=True)
         started, rows = time.monotonic(), 0
         lost = LostEvents(as_json)
         while not stop.is_set() and (count is None or rows < count):

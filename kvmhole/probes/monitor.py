@@ -14,6 +14,7 @@ from pathlib import Path
 
 from kvmhole.probes import discovery, kvmstats
 from kvmhole.probes.bpf import ProbeProgram, RawCounts
+from kvmhole.probes.complaints import RegistryComplaints
 from kvmhole.probes.plan import probe_plan
 from kvmhole.probes.snapshot import GuestStats, ProbeHealth, Rates, Snapshot
 from kvmhole.probes.watch import RegistryWatcher
@@ -44,6 +45,7 @@ class Monitor:
         for pid in sorted((self.pids or set()) | set(self.hole_ranges)):
             self._track(pid, self.hole_ranges.get(pid, self.default_holes))
         self._warned: set[str] = set()
+        self._complaints = RegistryComplaints()  # said after each scan and each poll
         self.watcher: RegistryWatcher | None = None
         self.rescan()
 
@@ -60,7 +62,7 @@ class Monitor:
             print(f"kvmhole: warning: {message}", file=sys.stderr, flush=True)
 
     def _warn_file(self, path: Path, reason: str) -> None:
-        self._warn(f"ignoring {path} in the guest registry: {reason}")
+        self._complaints.add(path, reason)
 
     def _wanted(self, pid: int) -> bool:
         return self.pids is None or pid in self.pids
@@ -95,7 +97,7 @@ class Monitor:
             ecam = None if pid in self.hole_ranges else entry.get("ecam")
             if not self._track(pid, holes, ecam):
                 return  # not counted: reporting it with zeros would be a lie
-            self._identities[pid] = identity
+            self._identities[pid] = self._distinct(pid, identity)
             # now, while the VMM surely runs: a short guest may be gone by the next poll
             self._attach_kvm_stats(pid)
 
@@ -117,12 +119,21 @@ class Monitor:
                 else:  # not a kvmhole VMM, or its pid now belongs to another process
                     identity = discovery.from_process(pid, self.program.comm(pid), start)
                 identity.holes = identity.holes or self.hole_ranges.get(pid, self.default_holes)
-                self._identities[pid] = identity
+                self._identities[pid] = self._distinct(pid, identity)
                 if start is not None:
                     # identified: its later accesses by its own rules, not provisionally
                     self.program.track(pid, identity.holes, ecam)
                     self._attach_kvm_stats(pid)
             return self._identities[pid]
+
+    def _distinct(self, pid: int, identity: discovery.Identity) -> discovery.Identity:
+        """A guest named like another watched guest of its VMM kind is NAME/PID, for
+        life, in every view (the exporter's store names guests it still serves after
+        the monitor forgot them the same way)."""
+        taken = {(i.vmm, i.name) for other, i in self._identities.items() if other != pid}
+        if (identity.vmm, identity.name) in taken:
+            identity.name = f"{identity.name}/{pid}"
+        return identity
 
     def _alive(self, pid: int) -> bool:
         """Still the process first seen with this pid (a reused pid is another guest)."""
@@ -187,6 +198,7 @@ class Monitor:
                              maps=self.program.map_fill(), map_full=self.program.map_full())
         health.map_full["holes"] += len(self._refused)
         self._warn_full(health)
+        self._complaints.say()  # the files the watcher and this poll met
         return Snapshot(ts=now, interval_s=interval, probe=health, guests=guests)
 
     def _warn_full(self, health: ProbeHealth) -> None:
@@ -207,7 +219,7 @@ class Monitor:
     def _stats(self, pid: int, raw: RawCounts, interval: float) -> GuestStats:
         who = self._identity(pid)
         stats = GuestStats(pid=pid, name=who.name, vmm=who.vmm, strategy=who.strategy,
-                           holes=list(who.holes or []), **vars(raw))
+                           holes=list(who.holes or []), uuid=who.uuid, **vars(raw))
         with self._lock:
             kvm_stats = self._kvm_stats.get(pid)
         if kvm_stats is not None:
@@ -229,6 +241,7 @@ class Monitor:
         self.watcher = fresh
         for entry in registry.entries(self._warn_file).values():
             self._adopt(entry)
+        self._complaints.say()
 
     def events(self, callback) -> None:
         """Stream every userspace exit to callback(event) (Monitor(events=True) only)."""

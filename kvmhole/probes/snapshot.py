@@ -177,6 +177,7 @@ class GuestStats:
     # above. None where the VMM keeps no stats fd open (QEMU, usually).
     kvm_stats: dict[str, int] | None = None
     alive: bool = True  # False in the last snapshot that reports an exited guest
+    uuid: str | None = None  # the VM's UUID where its VMM was given one (QEMU's -uuid)
 
     def __post_init__(self):
         self.config = {**config_counts(), **self.config}  # every mechanism, zero if absent

@@ -10,14 +10,7 @@ from operator import attrgetter
 from typing import Any
 
 from kvmhole.probes.snapshot import GuestStats, Rates, Snapshot
-
-
-def printable(text: str) -> str:
-    """Text from guests (names: free text, a registry file, QEMU's -name) as it may reach
-    a terminal: control characters, escape sequences and newlines shown escaped."""
-    if text.isprintable():  # the usual case, checked at C speed: the table asks every poll
-        return text
-    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+from kvmhole.text import printable
 
 
 def count(value: float) -> str:

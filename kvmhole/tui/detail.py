@@ -9,7 +9,8 @@ from textual.widgets import Static
 
 from kvmhole.probes import paths
 from kvmhole.probes.snapshot import GuestStats, Histogram
-from kvmhole.tui.columns import count, printable, seconds
+from kvmhole.text import printable
+from kvmhole.tui.columns import count, seconds
 from kvmhole.tui.history import SERIES, Point
 from kvmhole.tui.plain_table import PlainTable
 from kvmhole.tui.sparkline import Sparkline
@@ -26,6 +27,8 @@ def _holes(g: GuestStats) -> str:
 def title(g: GuestStats, probe_path: str) -> Text:
     text = Text.assemble((printable(g.name), "bold"), f"  pid {g.pid}  {printable(g.vmm)}/"
                          f"{printable(g.strategy)}  holes {_holes(g)}")
+    if g.uuid is not None:
+        text.append(f"  uuid {printable(g.uuid)}")
     if not g.alive:
         text.append("  exited", style="bold red")
     if g.kvm_stats:  # KVM's own count beside the probes', where the VMM lets us read it
