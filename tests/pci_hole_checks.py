@@ -15,7 +15,7 @@ from kvmhole.kvm._kvm_cffi import lib
 
 from kvmhole.kvm import KvmError, MmioRead, MmioWrite, PortOut, System
 from kvmhole.vmm import hostmem, longmode
-from kvmhole.vmm.strategies import KVM_MEM_PCI_HOLE
+from kvmhole.vmm.strategies import KVM_MEM_PCI_HOLE_BITS, native_flag
 
 # The patch's selftest: slot 10 at 0xc0000000, 4 pages, no backing.
 SLOT, GPA, SIZE = 10, 0xC0000000, 0x4000
@@ -57,7 +57,8 @@ class Guest:
         self.vcpu = self.vm.create_vcpu()
         longmode.enter_long_mode(self.vcpu, system.supported_cpuid(), CODE, CODE)
 
-    def add_hole(self, flags=KVM_MEM_PCI_HOLE, gpa=GPA, addr=0) -> None:
+    def add_hole(self, flags=None, gpa=GPA, addr=0) -> None:
+        flags = native_flag() if flags is None else flags
         self.vm.set_user_memory_region(SLOT, gpa, SIZE, addr, flags)
 
     def close(self) -> None:
@@ -103,13 +104,14 @@ def errno_of(call) -> str:
 def slot_rules(system) -> dict:
     """What KVM_SET_USER_MEMORY_REGION answers for each rule of the uapi."""
     guest = Guest(system, b"\xf4")
+    hole = native_flag()
+    other_port, = (bit for bit in KVM_MEM_PCI_HOLE_BITS if bit != hole)
     try:
         results = {
+            "other_port_bit": errno_of(lambda: guest.add_hole(other_port)),
             "userspace_addr": errno_of(lambda: guest.add_hole(addr=guest.ram.addr)),
-            "readonly": errno_of(lambda: guest.add_hole(KVM_MEM_PCI_HOLE
-                                                        | lib.KVM_MEM_READONLY)),
-            "log_dirty": errno_of(lambda: guest.add_hole(KVM_MEM_PCI_HOLE
-                                                         | lib.KVM_MEM_LOG_DIRTY_PAGES)),
+            "readonly": errno_of(lambda: guest.add_hole(hole | lib.KVM_MEM_READONLY)),
+            "log_dirty": errno_of(lambda: guest.add_hole(hole | lib.KVM_MEM_LOG_DIRTY_PAGES)),
             "overlapping_ram": errno_of(lambda: guest.add_hole(gpa=0x100000)),
             "create": errno_of(guest.add_hole),
         }
@@ -118,7 +120,7 @@ def slot_rules(system) -> dict:
         results["move"] = errno_of(lambda: guest.add_hole(gpa=GPA + SIZE))
         results["delete"] = errno_of(lambda: guest.vm.set_user_memory_region(SLOT, 0, 0, 0))
         results["set_flag_on_ram"] = errno_of(lambda: guest.vm.set_user_memory_region(
-            0, 0, RAM_SIZE, guest.ram.addr, KVM_MEM_PCI_HOLE))
+            0, 0, RAM_SIZE, guest.ram.addr, hole))
         return results
     finally:
         guest.close()
@@ -207,7 +209,8 @@ def kernel_log() -> list[str]:
 def main(names: list[str]) -> None:
     """Run the checks named (all by default); one JSON line on stdout."""
     with open("/sys/module/kvm_amd/parameters/npt") as npt:
-        report, log = {"npt": npt.read().strip() == "Y"}, kernel_log()
+        report, log = {"npt": npt.read().strip() == "Y", "flag": native_flag(),
+                       "kernel": os.uname().release}, kernel_log()
     with System() as system:
         checks = {
             "selftest": lambda: selftest(system),
