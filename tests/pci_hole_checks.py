@@ -8,7 +8,9 @@ import signal
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
+import time
 from pathlib import Path
 
 from kvmhole.kvm._kvm_cffi import lib
@@ -186,6 +188,33 @@ def probes_native(pages: int = 400, passes: int = 2) -> dict:
                 "kernel_time_count": guest.kernel_time.count}
 
 
+def trace_native(pages: int = 400, passes: int = 2) -> dict:
+    """`kvmhole trace` beside a native guest: its last row for the guest, once stopped."""
+    with tempfile.TemporaryFile("w+") as err:
+        trace = subprocess.Popen([sys.executable, "-m", "kvmhole", "trace", "--json",
+                                  "--interval", "0.5"], stdout=subprocess.PIPE, stderr=err,
+                                 text=True)
+        try:
+            while "probes attached" not in _contents(err):  # a state, not a time
+                if trace.poll() is not None:
+                    return {"trace_failed": _contents(err)}
+                time.sleep(0.2)
+            run = kvmhole_run("ecam-scan", "--hole", "native", "--pages", str(pages),
+                              "--passes", str(passes))
+        finally:
+            trace.send_signal(signal.SIGINT)
+            out, _ = trace.communicate(timeout=WATCHDOG_S)
+    rows = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    last = [r for r in rows if r["pid"] == run["pid"]][-1]
+    return {"guest_hole_reads": run["guest_hole_reads"], "in_kernel": last["hole_reads_in_kernel"],
+            "exits": last["hole_read_exits"]}
+
+
+def _contents(file) -> str:
+    file.seek(0)
+    return file.read()
+
+
 def bench() -> dict:
     """What `kvmhole bench --svm` runs here, smaller: every strategy on the same scan,
     and host memory per strategy (the suite checks it runs and counts, not its times)."""
@@ -220,6 +249,7 @@ def main(names: list[str]) -> None:
             "ecam_auto": lambda: kvmhole_run("ecam-scan", "--hole", "auto"),
             "hole_rw_native": lambda: kvmhole_run("hole-rw", "--hole", "native"),
             "probes_native": probes_native,
+            "trace_native": trace_native,
             "bench": bench,
         }
         signal.signal(signal.SIGALRM, lambda *_: None)

@@ -124,6 +124,12 @@ def test_probes_count_each_native_hole_read_once_in_the_kernel(reports):
     assert probes["kernel_time_count"] == 800
 
 
+def test_trace_counts_each_native_hole_read_in_the_kernel(reports):
+    """`kvmhole trace` (the same probes, through the CLI) beside a native guest."""
+    assert reports["npt"]["trace_native"] == {"guest_hole_reads": 800, "in_kernel": 800,
+                                              "exits": 0}
+
+
 def test_bench_runs_native_beside_the_others(reports):
     """`kvmhole bench --svm`'s sections on the patched KVM: native is measured on the
     same scan as the rest and never exits; only the strategies that map memory add
