@@ -16,7 +16,7 @@ from kvmhole.kernel.build import build
 from kvmhole.kernel.patched_kvm import run_patched
 from kvmhole.svmhost.kernel import BUSYBOX
 from kvmhole.svmhost.machine import HOLD_VM, RELEASE_VM
-from tests.conftest import kvmhole
+from tests.conftest import kernel_series, kvmhole
 from tests.svm_boot import boot
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,7 +36,7 @@ BOOT_TIMEOUT_S = 600
 pytestmark = pytest.mark.timeout(2 * BOOT_TIMEOUT_S + 200)
 
 
-@pytest.fixture(scope="module", params=release.SERIES)
+@pytest.fixture(scope="module", params=kernel_series())
 def reports(request):
     series = request.param
     checks = f"{sys.executable} -m tests.pci_hole_checks"
