@@ -282,18 +282,30 @@ static __always_inline void count_bus_read(u32 tgid, u32 bus, int mech)
 	__sync_fetch_and_add(&b->reads[mech], 1);
 }
 
+/* One config-space access, as a probe saw it. */
+struct access {
+	u32 bdf;        /* bus << 8 | device << 3 | function */
+	u32 offset;     /* in the function's config space */
+	u32 len;
+	u8 write;
+	u8 exited;      /* it went to the VMM in userspace */
+	u8 has_value;   /* a read whose value was traced (not one KVM served from a hole slot) */
+	u64 value;
+	u64 exits;      /* userspace exits it cost (a type-1 read: its address write's too) */
+};
+
 /*
- * A config-space access of function `bdf` at `offset` by mechanism `mech` (a
- * constant at every call, so config[mech] is a constant offset for the verifier).
- * `value` is what the read returned (has_value), unknown for reads KVM served
- * from a hole memslot. Only accesses to absent functions are counted: a present
- * function's unimplemented registers (its extended config space) also read
- * all-ones, and writes to present functions are ordinary configuration.
+ * An access `a` by mechanism `mech` (a constant at every call, so config[mech] is a
+ * constant offset for the verifier). Only accesses to absent functions are counted:
+ * a present function's unimplemented registers (its extended config space) also
+ * read all-ones, and writes to present functions are ordinary configuration.
  */
-static __always_inline void config_access(u32 tgid, struct guest_holes *h, int mech, u32 bdf,
-					  u32 offset, u32 len, int write, int exited,
-					  int has_value, u64 value, u64 exits)
+static __always_inline void config_access(u32 tgid, struct guest_holes *h, int mech,
+					  const struct access *a)
 {
+	u32 bdf = a->bdf, offset = a->offset, len = a->len;
+	int write = a->write, has_value = a->has_value;
+	u64 value = a->value;
 	struct function_key key = {.tgid = tgid, .bdf = bdf};
 	u32 *found = functions.lookup(&key);
 	u32 state = found ? *found : 0, before = state;
@@ -343,13 +355,23 @@ static __always_inline void config_access(u32 tgid, struct guest_holes *h, int m
 		__sync_fetch_and_add(&m->writes, 1);
 		return;
 	}
-	if (exited) {
+	if (a->exited) {
 		__sync_fetch_and_add(&m->read_exits, 1);
-		__sync_fetch_and_add(&m->exits, exits);
+		__sync_fetch_and_add(&m->exits, a->exits);
 	} else {
 		__sync_fetch_and_add(&m->reads_in_kernel, 1);
 	}
 	count_bus_read(tgid, bdf >> 8, mech);
+}
+
+/* The calling thread's process and thread ids, and its guest's holes: NULL when the
+ * process is no guest the monitor watches (every probe's first question). */
+static __always_inline struct guest_holes *watched(u32 *tgid, u32 *tid)
+{
+	u64 id = bpf_get_current_pid_tgid();
+	*tgid = id >> 32;
+	*tid = (u32)id;
+	return holes.lookup(tgid);
 }
 
 static __always_inline int in_ecam(struct guest_holes *h, u64 gpa)
@@ -369,9 +391,11 @@ static __always_inline void settle_in_kernel(struct vcpu_state *v, u32 tgid)
 		return;
 	v->pending = 0;
 	struct guest_holes *h = holes.lookup(&tgid);
-	if (h && in_ecam(h, v->pending_gpa))
-		config_access(tgid, h, MECH_ECAM, ecam_bdf(h, v->pending_gpa),
-			      v->pending_gpa & 0xfff, 4, 0, 0, 0, 0, 0);
+	if (h && in_ecam(h, v->pending_gpa)) {
+		struct access a = {.bdf = ecam_bdf(h, v->pending_gpa),
+				   .offset = v->pending_gpa & 0xfff, .len = 4};
+		config_access(tgid, h, MECH_ECAM, &a);
+	}
 }
 
 /*
@@ -383,9 +407,8 @@ TRACEPOINT_PROBE(kvm, kvm_fpu)
 {
 	if (!args->load)
 		return 0;
-	u64 id = bpf_get_current_pid_tgid();
-	u32 tgid = id >> 32, tid = (u32)id;
-	if (!holes.lookup(&tgid)) {
+	u32 tgid, tid;
+	if (!watched(&tgid, &tid)) {
 #ifdef AUTO_TRACK
 		int zero = 0;
 		struct guest_holes *d = default_holes.lookup(&zero);
@@ -434,9 +457,8 @@ TRACEPOINT_PROBE(kvm, kvm_fpu)
 
 TRACEPOINT_PROBE(kvm, kvm_userspace_exit)
 {
-	u64 id = bpf_get_current_pid_tgid();
-	u32 tgid = id >> 32, tid = (u32)id;
-	if (!holes.lookup(&tgid))
+	u32 tgid, tid;
+	if (!watched(&tgid, &tid))
 		return 0;
 	u32 reason = args->reason;
 	/* an interrupted KVM_RUN is -EINTR whatever (stale) exit reason run->exit_reason holds */
@@ -481,9 +503,8 @@ TRACEPOINT_PROBE(kvm, kvm_userspace_exit)
 
 TRACEPOINT_PROBE(kvm, kvm_mmio)
 {
-	u64 id = bpf_get_current_pid_tgid();
-	u32 tgid = id >> 32, tid = (u32)id;
-	struct guest_holes *h = holes.lookup(&tgid);
+	u32 tgid, tid;
+	struct guest_holes *h = watched(&tgid, &tid);
 	if (!h)
 		return 0;
 	u64 gpa = args->gpa;
@@ -500,16 +521,17 @@ TRACEPOINT_PROBE(kvm, kvm_mmio)
 	if (type == MMIO_UNSATISFIED_READ || !in_ecam(h, gpa))
 		return 0;
 	/* KVM has no device in the ECAM window: a traced read there was the VMM's */
-	config_access(tgid, h, MECH_ECAM, ecam_bdf(h, gpa), gpa & 0xfff, args->len,
-		      type == MMIO_WRITE, 1, 1, args->val, 1);
+	struct access a = {.bdf = ecam_bdf(h, gpa), .offset = gpa & 0xfff, .len = args->len,
+			   .write = type == MMIO_WRITE, .exited = 1, .has_value = 1,
+			   .value = args->val, .exits = 1};
+	config_access(tgid, h, MECH_ECAM, &a);
 	return 0;
 }
 
 TRACEPOINT_PROBE(kvm, kvm_pio)
 {
-	u64 id = bpf_get_current_pid_tgid();
-	u32 tgid = id >> 32, tid = (u32)id;
-	struct guest_holes *h = holes.lookup(&tgid);
+	u32 tgid, tid;
+	struct guest_holes *h = watched(&tgid, &tid);
 	if (!h)
 		return 0;
 	struct vcpu_state *v = vcpu_of(tid, tgid, 0);
@@ -546,9 +568,11 @@ TRACEPOINT_PROBE(kvm, kvm_pio)
 	/* a type-1 read that went to userspace cost its own exit and its address write's */
 	u64 exits = exited ? 1 + v->address_exited : 0;
 	v->address_exited = 0;
-	config_access(tgid, h, MECH_TYPE1, (address >> 8) & 0xffff,
-		      (address & 0xfc) + (port - PCI_CONFIG_DATA), args->size, !in, exited, in,
-		      args->val, exits);
+	struct access a = {.bdf = (address >> 8) & 0xffff,
+			   .offset = (address & 0xfc) + (port - PCI_CONFIG_DATA),
+			   .len = args->size, .write = !in, .exited = exited, .has_value = in,
+			   .value = args->val, .exits = exits};
+	config_access(tgid, h, MECH_TYPE1, &a);
 	return 0;
 }
 
@@ -625,9 +649,8 @@ RAW_TRACEPOINT_PROBE(kvm_mmu_paging_element)   /* (u64 pte, int level) */
 #ifdef VMX_PATH
 TRACEPOINT_PROBE(kvm, kvm_exit)
 {
-	u64 id = bpf_get_current_pid_tgid();
-	u32 tgid = id >> 32, tid = (u32)id;
-	if (!holes.lookup(&tgid))
+	u32 tgid, tid;
+	if (!watched(&tgid, &tid))
 		return 0;
 	struct vcpu_state *v = vcpu_of(tid, tgid, 1);
 	if (v)
@@ -639,9 +662,8 @@ TRACEPOINT_PROBE(kvm, kvm_page_fault)
 {
 	if (args->error_code & PFERR_WRITE)
 		return 0;
-	u64 id = bpf_get_current_pid_tgid();
-	u32 tgid = id >> 32, tid = (u32)id;
-	struct guest_holes *h = holes.lookup(&tgid);
+	u32 tgid, tid;
+	struct guest_holes *h = watched(&tgid, &tid);
 	if (!h || !in_hole(h, args->fault_address))
 		return 0;
 	struct vcpu_state *v = vcpu_of(tid, tgid, 0);

@@ -19,9 +19,8 @@ from kvmhole.exporter import webconfig
 from kvmhole.exporter.server import listening
 from kvmhole.exporter.store import LatestSnapshot
 from kvmhole.text import printable
-from tests.conftest import assert_one_line_error, kvmhole
+from tests.conftest import assert_one_line_error, kvmhole, wait_for
 from tests.pki import PASSWORD, TLS, make_pki, web_config
-from tests.prometheus_harness import wait_for
 from tests.test_exporter import guest, snapshot, store_with
 
 pytestmark = pytest.mark.pure

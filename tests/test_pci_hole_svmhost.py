@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from kvmhole.kernel.build import build
-from kvmhole.kernel.svmhost import run_patched
+from kvmhole.kernel.patched_kvm import run_patched
 from kvmhole.svmhost.kernel import BUSYBOX
 from kvmhole.svmhost.machine import HOLD_VM, RELEASE_VM
 from tests.conftest import kvmhole

@@ -17,8 +17,7 @@ import sys
 import urllib.request
 from pathlib import Path
 
-from tests.conftest import serving, start_stopped
-from tests.prometheus_harness import wait_for
+from tests.conftest import serving, start_stopped, wait_for
 
 CHECKOUT = Path(__file__).resolve().parent.parent
 UNIT = CHECKOUT / "deploy" / "kvmhole-export.service"

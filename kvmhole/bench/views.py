@@ -11,12 +11,14 @@ import time
 import urllib.request
 
 from kvmhole.bench.stats import spread
+from kvmhole.probes import paths
 from kvmhole.probes.snapshot import (
     ROUNDTRIP_BOUNDS_S,
     ConfigCounts,
     GuestStats,
     Histogram,
     ProbeHealth,
+    Rates,
     Snapshot,
     config_counts,
 )
@@ -44,11 +46,11 @@ def synthetic_snapshot(guests: int, tick: int) -> Snapshot:
                 reads_in_kernel=kernel, read_exits=exits, exits=exits, writes=tick)),
             userspace_exits={"MMIO": exits + tick, "IO": 10 * tick,
                                                     "HLT": tick},
-            rates={"hole_reads_in_kernel": 1000.0 * (i + 1), "hole_read_exits": float(i),
-                   "hole_write_exits": 1.0, "hole_exits_userspace": float(i + 1),
-                   "userspace_exits": float(12 + i)},
+            rates=Rates(hole_reads_in_kernel=1000.0 * (i + 1), hole_read_exits=float(i),
+                        hole_write_exits=1.0, hole_exits_userspace=float(i + 1),
+                        userspace_exits=float(12 + i)),
             roundtrip=Histogram(counts=counts, sum_s=sum(counts) * 8e-6)))
-    return Snapshot(ts=1.7e9 + tick, interval_s=1.0, probe=ProbeHealth("emulated"),
+    return Snapshot(ts=1.7e9 + tick, interval_s=1.0, probe=ProbeHealth(paths.EMULATED.name),
                     guests=stats)
 
 

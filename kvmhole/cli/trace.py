@@ -10,7 +10,7 @@ import click
 
 from kvmhole.cli.params import DURATION, INTERVAL
 from kvmhole.cli.watching import monitor_args, watch_options
-from kvmhole.probes.snapshot import GuestStats, Histogram, ProbeHealth
+from kvmhole.probes.snapshot import GuestStats, Histogram
 from kvmhole.text import printable
 from kvmhole.tui.columns import seconds
 
@@ -47,7 +47,7 @@ def trace(pids, interval, count, duration, as_json, snapshots, events, hole_rang
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: stop.set())
         click.echo(f"kvmhole trace: probes attached ({monitor.plan.path} path; "
-                   f"{ProbeHealth(monitor.plan.path).kernel_counts_note}); Ctrl-C to stop",
+                   f"in-kernel = {monitor.plan.probe_path.kernel_counts_note}); Ctrl-C to stop",
                    err=True)
         if events:
             monitor.events(lambda e: _print_event(e, as_json, stop, broken))
@@ -139,7 +139,7 @@ def _text(ts: float, g: GuestStats) -> str:
     return (f"{time.strftime('%H:%M:%S', time.localtime(ts))} {printable(g.name)} "
             f"(pid {g.pid}, {printable(g.vmm)}/{printable(g.strategy)}){state}: "
             f"hole reads in kernel "
-            f"{g.hole_reads_in_kernel} ({g.rates.get('hole_reads_in_kernel', 0):.0f}/s), "
+            f"{g.hole_reads_in_kernel} ({g.rates.hole_reads_in_kernel:.0f}/s), "
             f"hole exits {g.hole_read_exits} reads {g.hole_write_exits} writes, "
             f"in kernel/exited by mechanism: {_mechanisms(g)}"
             + (f", busiest buses {buses}" if buses else "") +

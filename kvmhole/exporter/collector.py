@@ -23,6 +23,7 @@ from prometheus_client.utils import floatToGoString
 
 from kvmhole.exporter.selfmetrics import SelfMetrics
 from kvmhole.exporter.store import LatestSnapshot
+from kvmhole.probes import paths
 from kvmhole.probes.snapshot import MECHANISMS, GuestStats, Histogram, Snapshot
 from kvmhole.text import printable
 
@@ -55,8 +56,8 @@ def _probe_families(snapshot: Snapshot) -> Iterator[Metric]:
     yield CounterMetricFamily("kvmhole_probe_lost_events",
                               "Probe events dropped before they could be counted.",
                               value=probe.lost_events)
-    info = InfoMetricFamily("kvmhole_probe", "Which tracepoints the probes use to see hole "
-                            "reads: vmx/svm (kvm_exit, kvm_page_fault) or emulated (page walks).",
+    info = InfoMetricFamily("kvmhole_probe", "The probe path, how the probes see hole reads "
+                            f"served in the kernel, and what they count: {paths.summary()}.",
                             labels=())
     info.add_metric((), {"path": probe.path, "kernel_counts": probe.kernel_counts})
     yield info

@@ -16,7 +16,7 @@ from kvmhole.probes import discovery, kvmstats
 from kvmhole.probes.bpf import ProbeProgram, RawCounts
 from kvmhole.probes.complaints import RegistryComplaints
 from kvmhole.probes.plan import probe_plan
-from kvmhole.probes.snapshot import GuestStats, ProbeHealth, Snapshot, per_second
+from kvmhole.probes.snapshot import GuestStats, ProbeHealth, Rates, Snapshot
 from kvmhole.probes.watch import RegistryWatcher
 from kvmhole.vmm import registry
 
@@ -39,7 +39,7 @@ class Monitor:
         self._identities: dict[int, discovery.Identity] = {}
         self._kvm_stats: dict[int, kvmstats.GuestKvmStats | None] = {}
         self._lock = threading.Lock()  # the registry watcher thread adds identities
-        self._previous: dict[int, dict[str, float]] = {}
+        self._previous: dict[int, GuestStats] = {}  # the last poll's stats: rates' base
         self._last_poll = time.time()
         self._refused: set[int] = set()  # guests a full `holes` refused when userspace added them
         for pid in sorted((self.pids or set()) | set(self.hole_ranges)):
@@ -193,7 +193,8 @@ class Monitor:
                     kvm_stats.close()
         self._last_poll = now
         health = ProbeHealth(path=self.plan.path, lost_events=self.program.lost_events(),
-                             tracepoints=self.plan.tracepoints, message=self.plan.message,
+                             tracepoints=self.plan.tracepoints,
+                             message=self.plan.probe_path.limitation,
                              maps=self.program.map_fill(), map_full=self.program.map_full())
         health.map_full["holes"] += len(self._refused)
         self._warn_full(health)
@@ -223,11 +224,10 @@ class Monitor:
             kvm_stats = self._kvm_stats.get(pid)
         if kvm_stats is not None:
             stats.kvm_stats = kvm_stats.read()
-        if self.plan.path != "vmx/svm":  # the only path that can time KVM
+        if not self.plan.probe_path.times_kvm:
             stats.kernel_time = None
-        totals = stats.totals()
-        stats.rates = per_second(totals, self._previous.get(pid, {}), interval)
-        self._previous[pid] = totals
+        stats.rates = Rates.between(stats, self._previous.get(pid), interval)
+        self._previous[pid] = stats
         return stats
 
     def rescan(self) -> None:
