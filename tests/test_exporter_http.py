@@ -111,6 +111,7 @@ def test_a_request_head_must_arrive_whole_within_the_deadline(monkeypatch):
 
 def test_the_oldest_waiting_connections_make_room_for_new_ones(monkeypatch):
     monkeypatch.setattr(exporter_http, "MAX_PENDING", 10)
+    monkeypatch.setattr(exporter_http, "REQUEST_DEADLINE_S", 600.0)  # only the limit drops
     with listening("127.0.0.1:0", store_with(snapshot())) as address, \
             SlowClients(address, trickle=0, stall=30) as attack:
         wait_for("all but the newest 10 to be dropped", lambda: attack.held() <= 10)

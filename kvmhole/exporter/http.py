@@ -132,8 +132,10 @@ class HttpServer:
     async def _read_request(self, task, reader) -> Request | Response | None:
         """The request head, within the deadline; a Response for one that is malformed."""
         self._pending[task] = None
-        if len(self._pending) > MAX_PENDING:
-            next(iter(self._pending)).cancel()
+        if len(self._pending) > MAX_PENDING:  # out of the count now: it ends at its next step
+            oldest = next(iter(self._pending))
+            del self._pending[oldest]
+            oldest.cancel()
         try:
             async with asyncio.timeout(REQUEST_DEADLINE_S):
                 head = await reader.readuntil(b"\r\n\r\n")
