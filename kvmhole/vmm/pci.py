@@ -98,3 +98,17 @@ def parse_device(spec: str) -> PciFunction:
 
 def host_bridge() -> PciFunction:
     return PciFunction(Bdf(0, 0, 0), *HOST_BRIDGE_ID)
+
+
+@dataclass(frozen=True)
+class PciShape:
+    """The machine's PCI: an ECAM window for buses 0..buses-1 (the MCFG's and the host
+    bridge's bus range), and whether type-1 ports 0xCF8/0xCFC answer too."""
+
+    ecam_base: int
+    buses: int
+    type1: bool
+
+    @property
+    def ecam_size(self) -> int:
+        return self.buses * BUS_SIZE
