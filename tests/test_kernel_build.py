@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from kvmhole.errors import KvmholeError
-from kvmhole.kernel import build, debian, modinfo
+from kvmhole.kernel import build, debian, modinfo, release
 from tests.conftest import assert_one_line_error, kvmhole
 
 MODULES = ("kvm", "kvm-amd", "kvm-intel")
@@ -35,8 +35,13 @@ def _env(cache):
 
 
 @pytest.fixture(scope="session")
-def stock():
-    return debian.stock_kvm_modules(debian.installed_version(debian.HEADERS_PACKAGE))
+def kernel():
+    return release.resolve()  # what `kvmhole kernel build` builds for by default
+
+
+@pytest.fixture(scope="session")
+def stock(kernel):
+    return debian.stock_kvm_modules(kernel)
 
 
 def test_build_makes_the_three_modules(first_build):
@@ -64,15 +69,15 @@ def _stat(path):
     return st.st_ino, st.st_mtime_ns, st.st_size
 
 
-def test_vermagic_and_crcs_match_the_stock_modules(first_build, stock):
+def test_vermagic_and_crcs_match_the_stock_modules(first_build, stock, kernel):
     """What insmod checks: vermagic, and the CRC of every imported symbol."""
     result, _ = first_build
-    kernel_exports = modinfo.exported_crcs(debian.HEADERS_DIR / "Module.symvers")
+    kernel_exports = modinfo.exported_crcs(kernel.headers_dir / "Module.symvers")
     for name, path in result["modules"].items():
         ours = Path(path)
         theirs = stock / f"{name}.ko"
         assert modinfo.modinfo(ours)["vermagic"] == modinfo.modinfo(theirs)["vermagic"]
-        assert modinfo.modinfo(ours)["vermagic"].startswith(debian.KERNEL_RELEASE + " ")
+        assert modinfo.modinfo(ours)["vermagic"].startswith(kernel.abi + " ")
         imports = modinfo.imported_crcs(ours)
         assert imports == modinfo.imported_crcs(theirs)
         from_kernel = {s: c for s, c in imports.items() if s in kernel_exports}
@@ -82,12 +87,12 @@ def test_vermagic_and_crcs_match_the_stock_modules(first_build, stock):
     assert ours and all(kernel_exports.get(s) == c for s, c in ours.items())
 
 
-def test_patch_series_applies_cleanly(tmp_path):
-    series = build.patch_files(build.PATCHES)
+def test_patch_series_applies_cleanly(tmp_path, kernel):
+    series = build.patch_files(kernel.patches)
     paths = build.patched_paths(series)
-    top, _ = build.tarball_version(debian.SOURCE_TARBALL)
-    build.extract(debian.SOURCE_TARBALL, top, paths, tmp_path)
-    output = build.apply(series, tmp_path)
+    top, _ = build.tarball_version(kernel.source_tarball)
+    build.extract(kernel.source_tarball, top, paths, tmp_path)
+    output = build.apply(kernel, series, tmp_path)
     # Exact context and line numbers: no fuzz, no offsets, nothing rejected.
     assert not re.search(r"offset|fuzz|FAILED|reject", output, re.I), output
     assert not list(tmp_path.rglob("*.rej"))
@@ -96,7 +101,7 @@ def test_patch_series_applies_cleanly(tmp_path):
 
 
 def test_patches_keep_the_2020_authorship_and_say_how_they_were_ported():
-    series = build.patch_files(build.PATCHES)
+    series = build.patch_files(release.PATCH_ROOT / "6.1")
     assert len(series) == 4
     for patch in series:
         text = patch.read_text()
@@ -107,43 +112,51 @@ def test_patches_keep_the_2020_authorship_and_say_how_they_were_ported():
         assert "Signed-off-by: Vitaly Kuznetsov <vkuznets@redhat.com>" in text
 
 
-def _fake_source(tmp_path, sublevel):
-    top = tmp_path / "linux-source-6.1"
+def _fake_source(tmp_path, kernel, sublevel):
+    top = tmp_path / kernel.source_package
     top.mkdir()
-    (top / "Makefile").write_text(f"VERSION = 6\nPATCHLEVEL = 1\nSUBLEVEL = {sublevel}\n"
-                                  "EXTRAVERSION =\n")
-    source = tmp_path / "linux-source-6.1.tar.xz"
+    version, patchlevel = kernel.series.split(".")
+    (top / "Makefile").write_text(f"VERSION = {version}\nPATCHLEVEL = {patchlevel}\n"
+                                  f"SUBLEVEL = {sublevel}\nEXTRAVERSION =\n")
+    source = tmp_path / f"{kernel.source_package}.tar.xz"
     with tarfile.open(source, "w:xz") as tar:
         tar.add(top, arcname=top.name)
     return source
 
 
-def test_another_kernel_version_is_refused(tmp_path):
-    done = kvmhole("kernel", "build", "--source", str(_fake_source(tmp_path, 191)),
+def test_another_kernel_version_is_refused(tmp_path, kernel):
+    real = build.headers_version(kernel)
+    older = int(real.split(".")[2]) - 1
+    done = kvmhole("kernel", "build", "--source", str(_fake_source(tmp_path, kernel, older)),
                    check=False, env=_env(tmp_path / "cache"))
-    assert_one_line_error(done, "is Linux 6.1.191 but", "6.1.192", "refusing")
+    assert_one_line_error(done, f"is Linux {kernel.series}.{older} but", real, "refusing")
     assert not list((tmp_path / "cache").rglob("*.ko"))
 
 
-def test_a_source_no_package_installed_is_refused(tmp_path):
+def test_a_source_no_package_installed_is_refused(tmp_path, kernel):
     """Same kernel version, but its Debian revision cannot be known: it may differ."""
-    sublevel = build.headers_version().split(".")[2]
-    done = kvmhole("kernel", "build", "--source", str(_fake_source(tmp_path, sublevel)),
+    sublevel = build.headers_version(kernel).split(".")[2]
+    done = kvmhole("kernel", "build", "--source",
+                   str(_fake_source(tmp_path, kernel, sublevel)),
                    check=False, env=_env(tmp_path / "cache"))
-    assert_one_line_error(done, "was not installed by linux-source-6.1", "refusing")
+    assert_one_line_error(done, f"was not installed by {kernel.source_package}", "refusing")
 
 
 def test_another_debian_revision_is_refused():
-    identity = {"path": "/usr/src/linux-source-6.1.tar.xz", "package": "linux-source-6.1",
-                "package_version": "6.1.192-1"}
-    headers = {"kernel_version": "6.1.192", "package_version": "6.1.192-2"}
-    with pytest.raises(KvmholeError, match=r"6\.1\.192-1 does not match .* 6\.1\.192-2"):
-        build.check_source(identity, "6.1.192", headers)
-    build.check_source({**identity, "package_version": "6.1.192-2"}, "6.1.192", headers)
+    # what is compared is the Debian revision, whatever the release
+    example = release.Release("6.1", "6.1.0-57-amd64", "6.1.192-3")
+    old, new = "6.1.192-1", example.package_version  # example revisions
+    identity = {"path": str(example.source_tarball), "package": example.source_package,
+                "package_version": old}
+    headers = {"kernel_version": "6.1.192", "package_version": new}
+    with pytest.raises(KvmholeError, match=f"{old} does not match .* {new}"):
+        build.check_source(example, identity, "6.1.192", headers)
+    build.check_source(example, {**identity, "package_version": new}, "6.1.192", headers)
 
 
-def test_missing_packages_are_named_in_one_line(tmp_path):
+def test_missing_packages_are_named_in_one_line(tmp_path, kernel):
     done = kvmhole("kernel", "build", "--source", str(tmp_path / "absent.tar.xz"),
                    check=False)
-    assert_one_line_error(done, "missing linux-source-6.1", "apt-get install linux-source-6.1")
+    assert_one_line_error(done, f"missing {kernel.source_package}",
+                          f"apt-get install {kernel.source_package}")
 

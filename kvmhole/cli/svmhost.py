@@ -4,6 +4,8 @@ import sys
 
 import click
 
+from kvmhole.kernel.release import SERIES
+
 
 @click.command(context_settings={"ignore_unknown_options": True})
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=600.0,
@@ -13,20 +15,24 @@ import click
 @click.option("--pci-hole-kvm", is_flag=True,
               help="Replace kvm_amd by the KVM_MEM_PCI_HOLE port (kvmhole kernel build) "
                    "before COMMAND, so --hole native works in it.")
+@click.option("--kernel", "series", type=click.Choice(SERIES), default=None,
+              help="The Debian kernel series to boot, from its installed headers release "
+                   "[default: the series of linux-headers-amd64].")
 @click.option("--memory", default="4G", show_default=True, help="The SVM host's RAM.")
 @click.option("--cpu", default=None, metavar="MODEL[,+FEATURE,-FEATURE...]",
               help="QEMU -cpu for the SVM host's vCPUs [default: EPYC with svm and npt].")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-def svmhost(timeout, no_kvm, pci_hole_kvm, memory, cpu, command):
+def svmhost(timeout, no_kvm, pci_hole_kvm, series, memory, cpu, command):
     """Boot an SVM host (QEMU TCG with an AMD vCPU that has SVM and nested paging,
-    running Debian's own kernel for the installed headers, with this machine's / as
-    its read-only root), run COMMAND in it in the current directory, power it off.
+    running Debian's own kernel of an installed headers release, with this machine's /
+    as its read-only root), run COMMAND in it in the current directory (any directory:
+    /tmp too), power it off.
 
     The command's output is streamed as it runs and its exit code is kvmhole's.
     Inside, kvm_amd is loaded, so kvm_exit, kvm_page_fault and kvm_entry fire as on
     an AMD host. TCG timings are no hardware timings: compare ratios only.
 
-    Example: kvmhole svmhost -- .venv/bin/kvmhole doctor
+    Example: kvmhole svmhost --kernel 6.12 -- .venv/bin/kvmhole doctor
     """
     from kvmhole.svmhost import CPU, run
 
@@ -39,10 +45,11 @@ def svmhost(timeout, no_kvm, pci_hole_kvm, memory, cpu, command):
             raise click.UsageError("--pci-hole-kvm and --no-kvm exclude each other")
         from kvmhole.kernel.svmhost import run_patched
 
-        result = run_patched(list(command), timeout=timeout, memory=memory, cpu=cpu or CPU,
-                             stream=True, progress=progress)
+        result = run_patched(list(command), series, timeout=timeout, memory=memory,
+                             cpu=cpu or CPU, stream=True, progress=progress)
     else:
         result = run(list(command), timeout=timeout, kvm="none" if no_kvm else "stock",
-                     memory=memory, cpu=cpu or CPU, stream=True, progress=progress)
+                     memory=memory, cpu=cpu or CPU, stream=True, series=series,
+                     progress=progress)
     progress(f"exit code {result.returncode} after {result.seconds:.1f} s")
     sys.exit(result.returncode)

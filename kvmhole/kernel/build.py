@@ -1,5 +1,6 @@
-"""Build the KVM_MEM_PCI_HOLE port as kvm.ko, kvm-amd.ko and kvm-intel.ko for Debian's
-6.1.0-56-amd64 kernel, from Debian's own linux-source-6.1 and the kernel's own Kbuild.
+"""Build the KVM_MEM_PCI_HOLE port as kvm.ko, kvm-amd.ko and kvm-intel.ko for an installed
+Debian kernel release (kernel/release.py: 6.1 or 6.12), from Debian's own
+linux-source-<series> and the kernel's own Kbuild, with that series' patches.
 
 Only arch/x86/kvm, virt/kvm and the files the patches touch are extracted. Kbuild runs
 from the headers package (make -C headers M=tree/arch/x86/kvm); the headers the patches
@@ -24,12 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kvmhole.errors import KvmholeError
-from kvmhole.kernel import debian, modinfo
+from kvmhole.kernel import debian, modinfo, release
+from kvmhole.kernel.release import Release
 
 CACHE = Path(os.environ.get("KVMHOLE_CACHE_DIR", "/var/cache/kvmhole")) / "kernel"
-PATCHES = Path(__file__).resolve().parents[2] / "kernel" / "pci-hole"
 MODULES = ("kvm", "kvm-amd", "kvm-intel")
-BUILD_CODE = ("build.py", "debian.py", "modinfo.py")
+BUILD_CODE = ("build.py", "debian.py", "modinfo.py", "release.py")
 BUILD_DIRS = ("arch/x86/kvm/", "virt/kvm/")
 # The include directories a patched header can live in, in the kernel's order.
 INCLUDE_DIRS = ("arch/x86/include", "include", "arch/x86/include/uapi", "include/uapi")
@@ -60,7 +61,8 @@ def _stderr(line: str) -> None:
 def patch_files(patches: Path) -> list[Path]:
     found = sorted(patches.glob("*.patch"))
     if not found:
-        raise KvmholeError(f"no patch series in {patches} (expected kernel/pci-hole/*.patch)")
+        raise KvmholeError(f"no patch series in {patches} (expected "
+                           "kernel/pci-hole/patches/<series>/*.patch)")
     return found
 
 
@@ -71,12 +73,13 @@ def patched_paths(patches: list[Path]) -> list[str]:
     return sorted(paths)
 
 
-def check_tools(source: Path) -> None:
+def check_tools(kernel: Release, source: Path) -> None:
     """One line naming every missing package; nothing is installed behind the user's back."""
+    compiler = kernel.compiler()
     missing = [pkg for pkg, present in (
-        (debian.SOURCE_PACKAGE, source.exists()),
-        (debian.HEADERS_PACKAGE, (debian.HEADERS_DIR / "Makefile").exists()),
-        (debian.COMPILER, shutil.which(debian.COMPILER)),
+        (kernel.source_package, source.exists()),
+        (kernel.headers_package, (kernel.headers_dir / "Makefile").exists()),
+        (compiler, shutil.which(compiler)),
         ("patch", shutil.which("patch")),
         ("make", shutil.which("make")),
     ) if not present]
@@ -91,10 +94,10 @@ def makefile_version(text: str) -> str:
     return "{VERSION}.{PATCHLEVEL}.{SUBLEVEL}{EXTRAVERSION}".format(**fields)
 
 
-def headers_version() -> str:
+def headers_version(kernel: Release) -> str:
     """The kernel version the headers package was made from (its -common Makefile)."""
     include = re.search(r"^include (\S+)",
-                        (debian.HEADERS_DIR / "Makefile").read_text(), re.M).group(1)
+                        (kernel.headers_dir / "Makefile").read_text(), re.M).group(1)
     return makefile_version(Path(include).read_text())
 
 
@@ -118,21 +121,23 @@ def source_identity(source: Path) -> dict:
             "package_version": package and debian.installed_version(package)}
 
 
-def check_source(identity: dict, kernel_version: str, headers: dict) -> None:
+def check_source(kernel: Release, identity: dict, kernel_version: str,
+                 headers: dict) -> None:
     """Refuse a source that is not exactly the kernel of the headers: another version
     builds with the same vermagic and loads, but is not the kernel it claims to be."""
     if kernel_version != headers["kernel_version"]:
         raise KvmholeError(f"{identity['path']} is Linux {kernel_version} but "
-                           f"{debian.HEADERS_PACKAGE} is {headers['kernel_version']}: "
+                           f"{kernel.headers_package} is {headers['kernel_version']}: "
                            f"refusing a mismatched source")
-    if identity["package"] != debian.SOURCE_PACKAGE:
+    if identity["package"] != kernel.source_package:
         raise KvmholeError(f"{identity['path']} was not installed by "
-                           f"{debian.SOURCE_PACKAGE}, so its Debian version cannot be "
+                           f"{kernel.source_package}, so its Debian version cannot be "
                            "checked against the headers: refusing it")
     if identity["package_version"] != headers["package_version"]:
-        raise KvmholeError(f"{debian.SOURCE_PACKAGE} {identity['package_version']} does not "
-                           f"match {debian.HEADERS_PACKAGE} {headers['package_version']}: "
-                           "refusing a mismatched source")
+        raise KvmholeError(f"{kernel.source_package} {identity['package_version']} does not "
+                           f"match {kernel.headers_package} {headers['package_version']} "
+                           f"(apt-get install {kernel.source_package} brings the "
+                           "archive's current pair): refusing a mismatched source")
 
 
 def cache_key(identity: dict, headers: dict, compiler: str, patches: list[Path]) -> str:
@@ -153,7 +158,7 @@ def extract(source: Path, top: str, paths: list[str], tree: Path) -> None:
         raise KvmholeError(f"extracting from {source} failed: {done.stderr.strip()}")
 
 
-def apply(patches: list[Path], tree: Path) -> str:
+def apply(kernel: Release, patches: list[Path], tree: Path) -> str:
     """Apply the series with no fuzz allowed; returns patch's output."""
     output = []
     for p in patches:
@@ -162,7 +167,8 @@ def apply(patches: list[Path], tree: Path) -> str:
                               capture_output=True, text=True)
         output.append(done.stdout + done.stderr)
         if done.returncode != 0:
-            raise KvmholeError(f"{p.name} does not apply to {debian.SOURCE_PACKAGE}: "
+            raise KvmholeError(f"{p.name} does not apply to {kernel.source_package} "
+                               f"{kernel.package_version}: "
                                + " / ".join(done.stdout.strip().splitlines()[-3:]))
     return "".join(output)
 
@@ -185,9 +191,10 @@ def prepare(tree: Path, paths: list[str]) -> list[str]:
     return [f"-I{tree / d}" for d in INCLUDE_DIRS if d in roots]
 
 
-def make(tree: Path, includes: list[str], progress: Callable[[str], None]) -> None:
-    command = ["make", "-C", str(debian.HEADERS_DIR), f"M={tree / 'arch/x86/kvm'}",
-               f"CC={debian.COMPILER}", f"-j{os.cpu_count() or 1}",
+def make(kernel: Release, tree: Path, includes: list[str],
+         progress: Callable[[str], None]) -> None:
+    command = ["make", "-C", str(kernel.headers_dir), f"M={tree / 'arch/x86/kvm'}",
+               f"CC={kernel.compiler()}", f"-j{os.cpu_count() or 1}",
                # -nostdinc is what Kbuild puts here; the tree's headers go right after it.
                f"NOSTDINC_FLAGS=-nostdinc {' '.join(includes)}", "modules"]
     start = time.monotonic()
@@ -205,10 +212,10 @@ def make(tree: Path, includes: list[str], progress: Callable[[str], None]) -> No
         raise KvmholeError(f"make failed ({proc.returncode}): " + " / ".join(errors[:5]))
 
 
-def verify(built: dict[str, Path], stock: Path, tree_symvers: Path) -> str:
+def verify(kernel: Release, built: dict[str, Path], stock: Path, tree_symvers: Path) -> str:
     """The checks the kernel makes at load time, against the stock modules and the
     headers' Module.symvers; returns the common vermagic."""
-    exports = modinfo.exported_crcs(debian.HEADERS_DIR / "Module.symvers")
+    exports = modinfo.exported_crcs(kernel.headers_dir / "Module.symvers")
     exports.update(modinfo.exported_crcs(tree_symvers))
     for name, path in built.items():
         ours = modinfo.modinfo(path)["vermagic"]
@@ -223,17 +230,20 @@ def verify(built: dict[str, Path], stock: Path, tree_symvers: Path) -> str:
     return ours
 
 
-def build(source: Path = debian.SOURCE_TARBALL, cache: Path = CACHE,
-          patches: Path = PATCHES, progress: Callable[[str], None] = _stderr) -> Build:
-    """Build (or find in the cache) the patched modules; raises KvmholeError with one
-    line saying what is wrong."""
+def build(kernel: Release | None = None, source: Path | None = None, cache: Path = CACHE,
+          patches: Path | None = None, progress: Callable[[str], None] = _stderr) -> Build:
+    """Build (or find in the cache) the patched modules for `kernel` (default: Debian's
+    default release, kernel/release.py); raises KvmholeError with one line saying what
+    is wrong."""
     start = time.monotonic()
-    check_tools(source)
-    series = patch_files(patches)
+    kernel = kernel or release.resolve()
+    source = source or kernel.source_tarball
+    check_tools(kernel, source)
+    series = patch_files(patches or kernel.patches)
     identity = source_identity(source)
-    headers = {"kernel_version": headers_version(),
-               "package_version": debian.installed_version(debian.HEADERS_PACKAGE)}
-    compiler = subprocess.run([debian.COMPILER, "--version"], capture_output=True,
+    headers = {"kernel_version": headers_version(kernel),
+               "package_version": debian.installed_version(kernel.headers_package)}
+    compiler = subprocess.run([kernel.compiler(), "--version"], capture_output=True,
                               text=True, check=True).stdout.splitlines()[0]
     key = cache_key(identity, headers, compiler, series)
     directory = cache / key
@@ -243,8 +253,8 @@ def build(source: Path = debian.SOURCE_TARBALL, cache: Path = CACHE,
         if (directory / "build.json").exists():
             return _load(directory, time.monotonic() - start)
         top, kernel_version = tarball_version(source)
-        check_source(identity, kernel_version, headers)
-        stock = debian.stock_kvm_modules(headers["package_version"])
+        check_source(kernel, identity, kernel_version, headers)
+        stock = debian.stock_kvm_modules(kernel)
         partial = cache / f"{key}.partial"
         shutil.rmtree(partial, ignore_errors=True)
         tree = partial / "tree"
@@ -253,18 +263,19 @@ def build(source: Path = debian.SOURCE_TARBALL, cache: Path = CACHE,
         progress(f"extracting {', '.join(BUILD_DIRS)} and {len(paths)} patched files "
                  f"from {source}")
         extract(source, top, paths, tree)
-        apply(series, tree)
-        progress(f"building {', '.join(m + '.ko' for m in MODULES)} with "
-                 f"{debian.COMPILER} (about a minute on 2 CPUs)")
-        make(tree, prepare(tree, paths), progress)
+        apply(kernel, series, tree)
+        progress(f"building {', '.join(m + '.ko' for m in MODULES)} for {kernel.abi} with "
+                 f"{kernel.compiler()} (about a minute on 2 CPUs)")
+        make(kernel, tree, prepare(tree, paths), progress)
         kvm_dir = tree / "arch/x86/kvm"
         built = {m: kvm_dir / f"{m}.ko" for m in MODULES}
-        vermagic = verify(built, stock, kvm_dir / "Module.symvers")
+        vermagic = verify(kernel, built, stock, kvm_dir / "Module.symvers")
         for path in [*built.values(), kvm_dir / "Module.symvers"]:
             shutil.copy2(path, partial / path.name)
         shutil.rmtree(tree)  # ~100 MB of objects; the .ko files keep their debug info
         (partial / "build.json").write_text(json.dumps(
-            {"vermagic": vermagic, "source": identity, "headers": headers,
+            {"vermagic": vermagic, "release": kernel.to_dict(), "source": identity,
+             "headers": headers,
              "compiler": compiler, "patches": [p.name for p in series]}, indent=1))
         partial.rename(directory)
         progress(f"built in {time.monotonic() - start:.0f} s: {directory}")

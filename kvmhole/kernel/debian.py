@@ -1,20 +1,16 @@
 """The Debian packages the build reads: which versions are installed, which package owns a
-file, and the stock kvm modules of the kernel image (downloaded, never installed)."""
+file, and the stock kvm modules of a release's kernel image (downloaded, never
+installed). Which release: kernel/release.py."""
 
+import lzma
 import shutil
 import subprocess
 import tempfile
 from pathlib import Path
 
 from kvmhole.errors import KvmholeError
+from kvmhole.kernel.release import Release
 
-KERNEL_RELEASE = "6.1.0-56-amd64"
-HEADERS_PACKAGE = f"linux-headers-{KERNEL_RELEASE}"
-IMAGE_PACKAGE = f"linux-image-{KERNEL_RELEASE}"
-SOURCE_PACKAGE = "linux-source-6.1"
-HEADERS_DIR = Path("/usr/src") / HEADERS_PACKAGE
-SOURCE_TARBALL = Path("/usr/src/linux-source-6.1.tar.xz")
-COMPILER = "gcc-12"
 KVM_DIR = "kernel/arch/x86/kvm"
 # Keyed by package version, so never stale; shared by every build cache.
 STOCK_CACHE = Path("/var/cache/kvmhole/stock")
@@ -33,21 +29,23 @@ def owner(path: Path) -> str | None:
     return done.stdout.split(":")[0] if done.returncode == 0 else None
 
 
-def stock_kvm_modules(version: str, cache: Path = STOCK_CACHE) -> Path:
-    """The directory holding the stock kvm*.ko of IMAGE_PACKAGE `version`, extracted once
-    from the .deb (apt-get download) into `cache`; the running kernel may be another."""
-    target = cache / f"{IMAGE_PACKAGE}_{version}"
+def stock_kvm_modules(release: Release, cache: Path = STOCK_CACHE) -> Path:
+    """The directory holding the stock kvm*.ko of `release`'s image, extracted once from
+    the .deb (apt-get download) into `cache` (6.12 ships them xz-compressed: they are
+    kept decompressed); the running kernel may be another."""
+    package, version = release.image_package, release.package_version
+    target = cache / f"{package}_{version}"
     if (target / "kvm.ko").exists():
         return target
     cache.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache) as scratch:
         # _apt cannot write into root's private cache: download as root, no sandbox.
         fetch = subprocess.run(["apt-get", "download", "-q", "-o",
-                                "APT::Sandbox::User=root", f"{IMAGE_PACKAGE}={version}"],
+                                "APT::Sandbox::User=root", f"{package}={version}"],
                                cwd=scratch, capture_output=True, text=True)
         debs = list(Path(scratch).glob("*.deb"))
         if fetch.returncode != 0 or not debs:
-            raise KvmholeError(f"apt-get download {IMAGE_PACKAGE}={version} failed (needed "
+            raise KvmholeError(f"apt-get download {package}={version} failed (needed "
                                f"to compare vermagic): {fetch.stderr.strip()}")
         files = Path(scratch) / "files"
         files.mkdir()
@@ -58,5 +56,8 @@ def stock_kvm_modules(version: str, cache: Path = STOCK_CACHE) -> Path:
         found = list(files.glob(f"lib/modules/*/{KVM_DIR}"))
         partial = Path(scratch) / "kvm"
         shutil.move(found[0], partial)
+        for packed in partial.glob("*.ko.xz"):
+            packed.with_suffix("").write_bytes(lzma.decompress(packed.read_bytes()))
+            packed.unlink()
         partial.rename(target)
     return target

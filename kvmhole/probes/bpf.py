@@ -91,7 +91,7 @@ class ProbeProgram:
         from bcc import BPF  # only after prepare(): bcc reads BCC_KERNEL_SOURCE when compiling
 
         constants = {**CONSTANTS, **(sizes or {})}
-        cflags = ["-Wno-macro-redefined", *(f"-D{k}={v}" for k, v in constants.items())]
+        cflags = [*host.CLANG_QUIET, *(f"-D{k}={v}" for k, v in constants.items())]
         if plan.path == "emulated":
             cflags.append("-DEMULATED_PATH")
         elif plan.path == "vmx/svm":
@@ -128,7 +128,7 @@ class ProbeProgram:
                 in (tp.decode().split(":") for tp in self.bpf.tracepoint_fds)]
         text += [f"RAW_TRACEPOINT_PROBE({tp.decode()}) {{ return 0; }}"
                  for tp in self.bpf.raw_tracepoint_fds]
-        return BPF(text="\n".join(text).encode())
+        return BPF(text="\n".join(text).encode(), cflags=host.CLANG_QUIET)
 
     def _holes_leaf(self, ranges: list[tuple[int, int]], ecam: tuple[int, int] | None,
                     comm: bytes = b"", provisional: bool = False):

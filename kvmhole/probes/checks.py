@@ -5,6 +5,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from kvmhole.errors import KvmholeError
+from kvmhole.kernel import release
 from kvmhole.probes import ProbeUnavailable, host
 
 LOCKDOWN = Path("/sys/kernel/security/lockdown")
@@ -57,6 +59,20 @@ def _kvm() -> Check:
     return Check("kvm", True, "/dev/kvm opens")
 
 
+def _debian_kernels() -> Check:
+    """Which Debian kernel releases the module build and the SVM host would use
+    (kernel/release.py); the probes on this host do not need one."""
+    try:
+        default = release.resolve()
+    except KvmholeError as error:
+        return Check("debian kernel", False, str(error), required=False)
+    others = [r.abi for r in release.installed() if r.series != default.series]
+    return Check("debian kernel", True, f"{default.abi} ({default.package_version}, "
+                 f"the default {default.series} series)"
+                 + (f"; also installed: {', '.join(others)}" if others else ""),
+                 required=False)
+
+
 def host_checks() -> list[Check]:
     """The static checks; the probe plan (which needs all of them) comes after."""
     return [
@@ -64,6 +80,7 @@ def host_checks() -> list[Check]:
         _kvm(),
         _attempt("tracefs", host.ensure_tracefs, lambda path: f"mounted at {path}"),
         _attempt("kernel headers", host.kernel_source, lambda path: f"{path}"),
+        _debian_kernels(),
         _bcc(),
         _lockdown(),
         Check("btf", BTF.exists(), f"{BTF} present" if BTF.exists() else

@@ -11,11 +11,18 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from kvmhole.errors import KvmholeError
+from kvmhole.kernel import release
 from kvmhole.probes import ProbeUnavailable
 
 TRACEFS = Path("/sys/kernel/tracing")
+# Every BPF program kvmhole compiles gets these: Debian 12's bcc compiles with clang 14,
+# which warns on 6.12's headers (nocf_check without -fcf-protection, __seg_gs declared
+# twice in current.h) through every command's stderr; the programs are unaffected.
+CLANG_QUIET = ["-Wno-macro-redefined", "-Wno-ignored-attributes",
+               "-Wno-duplicate-decl-specifier"]
 HEADER_CACHE = Path("/var/cache/kvmhole")
-HEADER_SOURCES = Path("/usr/src")
+HEADER_SOURCES = release.SOURCES
 
 
 def require_root() -> None:
@@ -42,25 +49,16 @@ def ensure_tracefs() -> Path:
     return TRACEFS
 
 
-def _version_key(name: str) -> tuple:
-    return tuple(int(p) if p.isdigit() else p for p in name.replace("-", ".").split("."))
-
-
-def _header_pair() -> tuple[Path, Path] | None:
-    """The newest Debian (-common, -<arch>) header directories, if installed."""
-    arch = "amd64" if platform.machine() == "x86_64" else platform.machine()
-    if not HEADER_SOURCES.is_dir():
+def _default_pair() -> tuple[Path, Path] | None:
+    """Debian's default release's (-common, -<arch>) header directories, if installed:
+    the same release the module build and the SVM host use (kernel/release.py)."""
+    try:
+        chosen = release.resolve()
+    except KvmholeError:
         return None
-    found = []
-    for common in HEADER_SOURCES.glob("linux-headers-*-common"):
-        version = common.name[len("linux-headers-"):-len("-common")]
-        flavour = HEADER_SOURCES / f"linux-headers-{version}-{arch}"
-        if flavour.is_dir():
-            found.append((version, common, flavour))
-    if not found:
-        return None
-    _, common, flavour = max(found, key=lambda f: _version_key(f[0]))
-    return common, flavour
+    if chosen.common_dir.is_dir() and chosen.headers_dir.is_dir():
+        return chosen.common_dir, chosen.headers_dir
+    return None
 
 
 def _is_complete(tree: Path) -> bool:
@@ -86,17 +84,18 @@ def kernel_source() -> Path:
     The running kernel's own headers win: /lib/modules/$(uname -r)/build when it is a
     whole tree, else a merge of its Debian `source` (-common) and `build` (-<arch>)
     halves. bcc would merge those itself only with BCC_KERNEL_SOURCE unset, and kvmhole
-    sets it. Without own headers, the newest installed Debian pair: tracepoint programs
-    take their argument layout from tracefs, so an older header version is fine.
+    sets it. Without own headers, Debian's default release: tracepoint programs take
+    their argument layout from tracefs, so another kernel's headers are fine (a newer
+    series' headers make this host's clang warn, so the newest is not the choice).
     """
     own = Path("/lib/modules") / platform.release() / "build"
     if _is_complete(own):
         return own
-    pair = _running_kernel_pair() or _header_pair()
+    pair = _running_kernel_pair() or _default_pair()
     if pair is None:
         raise ProbeUnavailable(
-            f"no kernel headers for bcc: neither {own} nor linux-headers-*-common in "
-            f"{HEADER_SOURCES}: apt-get install linux-headers-amd64 (any version works)")
+            f"no kernel headers for bcc: neither {own} nor Debian's default headers in "
+            f"{HEADER_SOURCES}: apt-get install {release.DEFAULT_META} (any version works)")
     return _merged(*pair)
 
 

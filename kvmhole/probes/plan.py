@@ -85,7 +85,7 @@ def self_test() -> ProbePlan:
     text = _COUNTER + "".join(
         f"TRACEPOINT_PROBE({system}, {event}) {{ return hit({i}); }}\n"
         for i, (system, event) in enumerate(WATCHED))
-    bpf = BPF(text=text.encode())
+    bpf = BPF(text=text.encode(), cflags=host.CLANG_QUIET)
     try:
         with tempfile.TemporaryDirectory() as run_dir:
             env = {**os.environ, "KVMHOLE_RUN_DIR": run_dir}  # invisible to other monitors

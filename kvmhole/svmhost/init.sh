@@ -44,8 +44,8 @@ mount -t devtmpfs dev $NEW/dev
 mkdir -p $NEW/dev/pts $NEW/dev/shm
 mount -t devpts devpts $NEW/dev/pts
 mount -t tmpfs tmpfs $NEW/dev/shm
-mount -t tmpfs tmpfs $NEW/run
-mount -t tmpfs tmpfs $NEW/tmp
+mount -t tmpfs tmpfs $NEW/run  # a fresh registry and pid files, as after a boot
+# /tmp is left as the overlay has it: a job's directory (a checkout, its venv) may be there.
 mount -t tracefs nodev $NEW/sys/kernel/tracing
 mount -t debugfs nodev $NEW/sys/kernel/debug
 mount -t securityfs nodev $NEW/sys/kernel/security

@@ -11,8 +11,11 @@ from kvmhole.svmhost.kernel import BUSYBOX, KernelImage
 
 INIT = Path(__file__).with_name("init.sh")
 # What mounting the host's root over virtio-9p under an overlay needs, dependencies first.
+# A module built into the image (6.12 builds virtio in) is not loaded.
 MODULES = ("virtio_ring", "virtio", "virtio_pci_legacy_dev", "virtio_pci_modern_dev",
            "virtio_pci", "netfs", "fscache", "9pnet", "9pnet_virtio", "9p", "overlay")
+# Since 6.12 fscache is part of netfs: no module of its own, and nothing to load.
+MERGED_AWAY = {"fscache": "netfs"}
 
 
 def _entry(name: str, mode: int, data: bytes = b"", ino: int = 0) -> bytes:
@@ -33,16 +36,25 @@ def archive(files: dict[str, tuple[int, bytes]]) -> bytes:
     return b"".join(out)
 
 
+def _loadable(image: KernelImage, name: str) -> bool:
+    if image.is_builtin(name):
+        return False
+    merged_into = MERGED_AWAY.get(name)
+    # only where it really is gone: a 6.1 image without fscache.ko is a broken image
+    return not (merged_into and not image.has_module(name) and image.has_module(merged_into))
+
+
 def build(image: KernelImage, dest: Path) -> Path:
     """Write the initramfs for `image` to dest."""
     executable = stat.S_IFREG | 0o755
+    modules = [name for name in MODULES if _loadable(image, name)]
     files = {
         "init": (executable, INIT.read_bytes()),
         "bin/busybox": (executable, BUSYBOX.read_bytes()),
-        "modules/order": (stat.S_IFREG | 0o644, "\n".join(MODULES).encode() + b"\n"),
+        "modules/order": (stat.S_IFREG | 0o644, "\n".join(modules).encode() + b"\n"),
     }
-    for name in MODULES:
-        files[f"modules/{name}.ko"] = (stat.S_IFREG | 0o644, image.module(name).read_bytes())
+    for name in modules:
+        files[f"modules/{name}.ko"] = (stat.S_IFREG | 0o644, image.module(name))
     for directory in ("proc", "sys", "dev"):
         files[f"{directory}/.keep"] = (stat.S_IFREG | 0o644, b"")
     dest.write_bytes(archive(files))

@@ -1,4 +1,5 @@
-"""The SVM host's kernel: Debian's own image for the headers this host has installed.
+"""The SVM host's kernel: Debian's own image of an installed headers release
+(kernel/release.py: the default series, or the one asked for).
 
 The image is fetched with `apt-get download`, unpacked and never installed, so the
 probes inside meet exactly the kernel whose headers bcc compiles against. The .deb
@@ -6,6 +7,7 @@ has no modules.dep and the host has no kmod, so busybox's depmod builds one.
 Everything is cached under /var/cache/kvmhole/svmhost/<version>.
 """
 
+import lzma
 import platform
 import shutil
 import subprocess
@@ -13,6 +15,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from kvmhole.errors import KvmholeError
+from kvmhole.kernel import release
 from kvmhole.probes import host
 from kvmhole.svmhost.errors import SvmHostError
 
@@ -22,7 +26,7 @@ BUSYBOX = Path("/bin/busybox")  # busybox-static: runs in the initramfs without 
 
 @dataclass(frozen=True)
 class KernelImage:
-    version: str  # e.g. 6.1.0-56-amd64, the `uname -r` inside
+    version: str  # the release's ABI, e.g. 6.1.0-57-amd64: the `uname -r` inside
     root: Path    # the unpacked .deb
 
     @property
@@ -33,23 +37,47 @@ class KernelImage:
     def modules(self) -> Path:
         return self.root / "lib" / "modules" / self.version
 
-    def module(self, name: str) -> Path:
-        """The .ko of module `name` (dashes and underscores alike, as modprobe has it)."""
+    @staticmethod
+    def _module_name(path: str) -> str:
+        # dashes and underscores alike, as modprobe has it; 6.12 ships .ko.xz
+        name = Path(path).name.removesuffix(".xz").removesuffix(".ko")
+        return name.replace("-", "_")
+
+    def is_builtin(self, name: str) -> bool:
+        """Whether module `name` is built into the image (6.12 builds virtio in)."""
+        builtin = self.modules / "modules.builtin"
+        wanted = name.replace("-", "_")
+        return builtin.is_file() and any(
+            self._module_name(line) == wanted for line in builtin.read_text().splitlines())
+
+    def _module_path(self, name: str) -> str | None:
         wanted = name.replace("-", "_")
         for line in (self.modules / "modules.dep").read_text().splitlines():
             path = line.split(":", 1)[0]
-            if Path(path).name.removesuffix(".ko").replace("-", "_") == wanted:
-                return self.modules / path
-        raise SvmHostError(f"module {name} is not in {self.modules}")
+            if self._module_name(path) == wanted:
+                return path
+        return None
+
+    def has_module(self, name: str) -> bool:
+        return self._module_path(name) is not None
+
+    def module(self, name: str) -> bytes:
+        """The uncompressed .ko of module `name` (the initramfs's busybox insmod reads
+        plain ELF)."""
+        path = self._module_path(name)
+        if path is None:
+            raise SvmHostError(f"module {name} is not in {self.modules}")
+        data = (self.modules / path).read_bytes()
+        return lzma.decompress(data) if path.endswith(".xz") else data
 
 
-def headers_version() -> str:
-    """The version of the newest installed Debian kernel headers (-common + -<arch>)."""
-    pair = host._header_pair()
-    if pair is None:
-        raise SvmHostError(f"no Debian kernel headers in {host.HEADER_SOURCES}: "
-                           "apt-get install linux-headers-amd64")
-    return pair[1].name.removeprefix("linux-headers-")
+def headers_version(series: str | None = None) -> str:
+    """The ABI of the installed headers release of `series` (default: Debian's default
+    series): the kernel the SVM host boots."""
+    try:
+        return release.resolve(series).abi
+    except KvmholeError as error:
+        raise SvmHostError(str(error)) from None
 
 
 def _run(step: list[str], cwd: Path, what: str) -> None:
@@ -62,17 +90,23 @@ def _run(step: list[str], cwd: Path, what: str) -> None:
         raise SvmHostError(f"{what} failed: {last}")
 
 
-def kernel_image(progress=lambda message: None) -> KernelImage:
-    """The unpacked kernel image matching the installed headers, fetched once."""
+def kernel_image(series: str | None = None, progress=lambda message: None) -> KernelImage:
+    """The unpacked kernel image of the installed headers release of `series` (default:
+    Debian's default series), fetched once."""
     if platform.machine() != "x86_64":
         raise SvmHostError("the SVM host needs an x86_64 machine")
-    version = headers_version()
-    image = KernelImage(version, CACHE / version)
+    try:
+        kernel = release.resolve(series)
+    except KvmholeError as error:
+        raise SvmHostError(str(error)) from None
+    version = kernel.abi
+    image = KernelImage(version, CACHE / f"{version}_{kernel.package_version}")
     if (image.modules / "modules.dep").is_file() and image.vmlinuz.is_file():
         return image
     if not BUSYBOX.is_file():
         raise SvmHostError(f"{BUSYBOX} is missing: apt-get install busybox-static")
-    package = f"linux-image-{version}"
+    # the image of the very Debian version of the headers, as the module build has it
+    package = f"{kernel.image_package}={kernel.package_version}"
     progress(f"fetching and unpacking {package} (once; cached in {CACHE})")
     CACHE.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(dir=CACHE, prefix=".fetch-"))

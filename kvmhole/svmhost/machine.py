@@ -30,7 +30,7 @@ CPU = ("EPYC,+svm,+npt,-fxsr-opt,-sha-ni,-xsavec,-misalignsse,-3dnowprefetch,"
        "-osvw,-topoext,-perfctr-core,-clzero,-xsaveerptr,-fma,-avx,-avx2,-f16c")
 # Run inside: returns once an idle VM is held open for the rest of the job (keeper.py),
 # and returns once it is let go (before unloading KVM's modules).
-HOLD_VM = f"{sys.executable} -m kvmhole.svmhost.keeper"
+HOLD_VM = f"{shlex.quote(sys.executable)} -m kvmhole.svmhost.keeper"
 KEEPER_PID_FILE = Path("/run/kvmhole-keeper.pid")  # the holder's pid; gone once it let go
 RELEASE_VM = (f"kill $(cat {KEEPER_PID_FILE}) && "
               f"while [ -e {KEEPER_PID_FILE} ]; do sleep 0.1; done")
@@ -128,11 +128,13 @@ def _job_tail(out: Path, lines: int = 3) -> str:
 def run(command: list[str], *, timeout: float = 600, cwd: Path | None = None,
         env: dict[str, str] | None = None, kvm: str = "stock", memory: str = "4G",
         cpus: int = 2, cpu: str = CPU, stream: bool = False, setup: str = "",
-        progress=lambda message: None) -> SvmResult:
+        series: str | None = None, progress=lambda message: None) -> SvmResult:
     """Boot the SVM host, run `command` in it (in `cwd`, with `env`), power it off.
 
     kvm="stock" loads Debian's kvm_amd before the job (and fails if /dev/kvm does not
     appear); any other value leaves loading KVM to the job (e.g. rebuilt modules).
+    series: the kernel series to boot ("6.1", "6.12"; default: Debian's default), its
+    installed headers release (kernel/release.py).
     setup: shell commands run inside before the job, in `cwd` (e.g. replacing the
     stock KVM modules); the job does not run if they fail, and their exit code is the
     result's. With kvm="stock", an idle VM is then held open for the whole job
@@ -144,7 +146,7 @@ def run(command: list[str], *, timeout: float = 600, cwd: Path | None = None,
         raise SvmHostError("no command to run in the SVM host")
     if shutil.which(QEMU) is None:
         raise SvmHostError(f"{QEMU} not found: apt-get install qemu-system-x86")
-    image = kernel_image(progress)
+    image = kernel_image(series, progress)
     work = Path(tempfile.mkdtemp(prefix="kvmhole-svmhost-"))
     qemu = None
     try:

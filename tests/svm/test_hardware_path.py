@@ -35,14 +35,17 @@ def registry(tmp_path_factory):
 
 
 def test_doctor_picks_the_vmx_svm_plan():
-    out = kvmhole("doctor", timeout=240).stdout
+    done = kvmhole("doctor", timeout=240)
+    out = done.stdout
+    # 6.12's headers made bcc's clang 14 warn through every command (probes/host.py)
+    assert "warning" not in done.stderr, done.stderr
     assert re.search(r"^ok +probe path +vmx/svm:", out, re.M), out
     for tracepoint in ("kvm:kvm_exit", "kvm:kvm_page_fault", "kvm:kvm_entry"):
         assert re.search(rf"^fires +{tracepoint} ", out, re.M), out
 
 
 @pytest.mark.parametrize(("path", "auto_track", "events"), BUILDS)
-def test_build_passes_the_6_1_verifier(path, auto_track, events):
+def test_build_passes_the_kernels_verifier(path, auto_track, events):
     load(path, auto_track, events)
 
 
