@@ -78,18 +78,22 @@ class BuiltVm:
             self.ram[protocol.RESULT_ADDR : protocol.RESULT_ADDR + protocol.RESULT_SIZE]))
 
 
-CPUID_FEATURES, ECX_TSC_DEADLINE = 1, 1 << 24
+CPUID_FEATURES, ECX_TSC_DEADLINE, ECX_HYPERVISOR = 1, 1 << 24, 1 << 31
 
 
 def _linux_cpuid(system):
-    """KVM's supported CPUID, plus the TSC-deadline timer KVM emulates but does not list
-    there (KVM_CAP_TSC_DEADLINE_TIMER): with it Linux needs no timer to calibrate the
-    local APIC's, which a hardware-reduced machine (no PIT, no HPET for it) lacks."""
+    """KVM's supported CPUID, plus two bits a VMM sets itself: "running under a
+    hypervisor" (without it Linux never looks at KVM's leaves, so no kvmclock: no TSC
+    frequency on a machine with no PIT or HPET to calibrate against), and the
+    TSC-deadline timer KVM emulates (KVM_CAP_TSC_DEADLINE_TIMER), so the local APIC's
+    timer needs no calibration either."""
     cpuid = system.supported_cpuid()
+    bits = ECX_HYPERVISOR
     if system.check_extension("KVM_CAP_TSC_DEADLINE_TIMER"):
-        for i in range(cpuid.nent):
-            if cpuid.entries[i].function == CPUID_FEATURES:
-                cpuid.entries[i].ecx |= ECX_TSC_DEADLINE
+        bits |= ECX_TSC_DEADLINE
+    for i in range(cpuid.nent):
+        if cpuid.entries[i].function == CPUID_FEATURES:
+            cpuid.entries[i].ecx |= bits
     return cpuid
 
 
