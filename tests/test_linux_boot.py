@@ -68,7 +68,8 @@ def test_iasl_reads_back_the_dsdt(tmp_path):
     source = (tmp_path / "dsdt.dsl").read_text()
     for expected in ('EisaId ("PNP0A08")', "Name (_CBA, 0xB0000000)",
                      'EisaId ("PNP0C02")', "0xB0000000,         // Address Base",
-                     "0x10000000,         // Address Length", "0x00FF,             // Range Maximum",
+                     "0x10000000,         // Address Length",
+                     "0x00FF,             // Range Maximum",
                      'EisaId ("PNP0501")', "Name (_S5, Package"):
         assert expected in source, expected
 
