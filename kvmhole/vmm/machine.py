@@ -84,8 +84,11 @@ class Machine:
                 try:
                     self.status = run_until_done(built.vcpu, self.devices,
                                                  self.config.c_fastpath)
-                except (GuestError, GuestTimeout) as error:
+                except GuestError as error:
                     self.error = error  # reported with what the guest counted so far
+                except GuestTimeout as error:  # where it was: which loop it never left
+                    self.error = GuestTimeout(f"{error}; the vCPU was at rip "
+                                              f"{built.vcpu.get_regs().rip:#x}")
                 finally:  # SIGTERM too: the entry keeps the final stats for monitors
                     kvm_stats = built.read_stats()
                     registration.final["kvm_stats"] = kvm_stats
