@@ -184,6 +184,30 @@ def probes_native(pages: int = 400, passes: int = 2) -> dict:
                 "kernel_time_count": guest.kernel_time.count}
 
 
+def linux_native() -> dict:
+    """kvmhole's VMM booting Debian's kernel on 256 buses without type-1 ports, the hole
+    native: the probes' in-kernel count beside tracefs's read faults in the hole,
+    recorded in the same run (noxsave: see tests/svm/test_linux_in_kvmhole.py)."""
+    from kvmhole.probes.monitor import Monitor
+    from tests.tracefs_truth import EVENTS, PAGE_FAULT_EVENT, TraceInstance, hole_read_faults
+
+    with TraceInstance(events=(*EVENTS, PAGE_FAULT_EVENT)) as trace, Monitor() as monitor:
+        monitor.poll()
+        run = kvmhole_run("linux", "--buses", "256", "--hole", "native", "--append", "noxsave",
+                          "--console", "/dev/null")
+        guest = monitor.poll().guest(run.get("pid", 0)) if "pid" in run else None
+        lines = trace.stop()
+    if guest is None:
+        return {"run": run}
+    registry_holes = [(lo, hi) for lo, hi in guest.holes]
+    faults = hole_read_faults(lines, run["pid"], registry_holes)
+    ecam = guest.config["ecam"]
+    return {"status": run["status"], "end": run["guest_result"]["end"],
+            "hole_read_exits": run["hole_read_exits"], "userspace_exits": run["userspace_exits"],
+            "in_kernel": ecam.reads_in_kernel, "functions": ecam.functions,
+            "tracefs_reads": len(faults), "tracefs_functions": len({gpa >> 12 for gpa in faults})}
+
+
 def bench() -> dict:
     """What `kvmhole bench --svm` runs here, smaller: every strategy on the same scan,
     and host memory per strategy (the suite checks it runs and counts, not its times)."""
@@ -217,6 +241,7 @@ def main(names: list[str]) -> None:
             "ecam_auto": lambda: kvmhole_run("ecam-scan", "--hole", "auto"),
             "hole_rw_native": lambda: kvmhole_run("hole-rw", "--hole", "native"),
             "probes_native": probes_native,
+            "linux_native": linux_native,
             "bench": bench,
         }
         signal.signal(signal.SIGALRM, lambda *_: None)

@@ -14,6 +14,8 @@ import signal
 import subprocess
 import time
 
+import pytest
+
 from tests.conftest import KVMHOLE
 from tests.tracefs_truth import TraceInstance, truth
 
@@ -37,6 +39,8 @@ def _rows(path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.startswith("{")]
 
 
+# one boot of about three minutes under TCG (183 s), beyond the per-test default there
+@pytest.mark.timeout(BOOT_TIMEOUT_S + 120)
 def test_linux_without_type1_reads_absent_functions_by_ecam_counted_three_ways(tmp_path):
     trace_out, trace_err = tmp_path / "trace.out", tmp_path / "trace.err"
     with trace_out.open("w") as out, trace_err.open("w") as err:
