@@ -13,6 +13,13 @@ SLEEP_TYPE_SHIFT, SLEEP_TYPE_MASK = 2, 0x7
 S5_SLEEP_TYPE = 5  # the DSDT's \_S5 package: the sleep type that means "soft off"
 
 
+# The machine's firmware at the reset vector, in real mode: what a CPU that was reset
+# runs (Linux's last reboot methods jump there) asks for the reset the VMM ends on.
+#   mov al, RESET_VALUE ; mov dx, RESET_PORT ; out dx, al ; 1: hlt ; jmp 1b
+RESET_FIRMWARE = (bytes([0xB0, RESET_VALUE, 0xBA]) + RESET_PORT.to_bytes(2, "little")
+                  + bytes([0xEE, 0xF4, 0xEB, 0xFD]))
+
+
 class PowerControl:
     """The sleep control, sleep status and reset registers; `end` says how the guest
     ended ("poweroff" or "reset"), None while it runs."""

@@ -14,6 +14,7 @@ CMDLINE_ADDR = 0x20000
 LOW_RAM_END = 0x9F000  # above it, the classic EBDA, VGA and BIOS areas: reserved
 ACPI_ADDR = 0xE0000  # RSDP first: where a BIOS leaves it, found by scanning too
 FIRMWARE = Range(LOW_RAM_END, 0x10_0000)
+RESET_VECTOR = 0xF_FFF0  # F000:FFF0, where a CPU reset (or Linux's BIOS reboot) starts
 HIGH_RAM_START = 0x10_0000
 IDENTITY_MAPPED = 4 << 30  # the entry's page tables cover the kernel, initrd and tables
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from kvmhole.errors import ConfigError, KvmholeError
 from kvmhole.svmhost import initramfs
 from kvmhole.svmhost.kernel import BUSYBOX
-from kvmhole.vmm import longmode
+from kvmhole.vmm import longmode, power
 from kvmhole.vmm.boot import bzimage, layout
 from kvmhole.vmm.boot.acpi import acpi_tables
 from kvmhole.vmm.boot.zeropage import zero_page
@@ -90,8 +90,8 @@ def resolve(kernel: str | None, initrd: str | None, append: str,
 
 
 def load(ram, boot: LinuxBoot, memory_map: MemoryMap) -> None:
-    """Kernel, initramfs, command line, ACPI tables, zero page and the entry's page tables
-    into guest RAM (a writable buffer starting at GPA 0)."""
+    """Kernel, initramfs, command line, ACPI tables, the reset vector's firmware, zero
+    page and the entry's page tables into guest RAM (a buffer starting at GPA 0)."""
     kernel, header = boot.image.kernel, boot.image.header
     ram[boot.load_addr:boot.load_addr + len(kernel)] = kernel
     initrd_at = layout.initrd_addr(memory_map.ram.end, len(boot.initrd), header.initrd_addr_max)
@@ -99,6 +99,8 @@ def load(ram, boot: LinuxBoot, memory_map: MemoryMap) -> None:
     cmdline = boot.cmdline.encode() + b"\0"
     ram[layout.CMDLINE_ADDR:layout.CMDLINE_ADDR + len(cmdline)] = cmdline
     ram[layout.ACPI_ADDR:layout.ACPI_ADDR + len(boot.acpi)] = boot.acpi
+    reset = power.RESET_FIRMWARE
+    ram[layout.RESET_VECTOR:layout.RESET_VECTOR + len(reset)] = reset
     page = zero_page(boot.image, layout.CMDLINE_ADDR, initrd_at, len(boot.initrd),
                      layout.ACPI_ADDR, layout.e820(memory_map))
     ram[layout.ZERO_PAGE_ADDR:layout.ZERO_PAGE_ADDR + len(page)] = page
