@@ -76,9 +76,17 @@ def run(guest, hole, hole_base, hole_size, buses, type1, ram_size, pages, passes
         click.echo(f"kvmhole: error: {result.error}", err=True)
         sys.exit(1)
     if result.status != "ok":
-        click.echo(f"kvmhole: error: guest {result.guest} reported failures: "
-                   f"{result.guest_result}", err=True)
+        click.echo(f"kvmhole: error: {_failure(result)}", err=True)
         sys.exit(1)
+
+
+def _failure(r) -> str:
+    g = r.guest_result
+    if "end" not in g:
+        return f"guest {r.guest} reported failures: {g}"
+    if not g["init"]:  # Linux: what its console said last is where to look
+        return f"the guest's {g['end']} came before its init reported (see its console)"
+    return f"the guest's init reported, but it ended by {g['end']}, not a power-off"
 
 
 def _summary(r) -> None:
