@@ -8,14 +8,16 @@ import signal
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
+import time
 from pathlib import Path
 
 from kvmhole.kvm._kvm_cffi import lib
 
 from kvmhole.kvm import KvmError, MmioRead, MmioWrite, PortOut, System
 from kvmhole.vmm import hostmem, longmode
-from kvmhole.vmm.strategies import KVM_MEM_PCI_HOLE
+from kvmhole.vmm.strategies import KVM_MEM_PCI_HOLE_BITS, native_flag
 
 # The patch's selftest: slot 10 at 0xc0000000, 4 pages, no backing.
 SLOT, GPA, SIZE = 10, 0xC0000000, 0x4000
@@ -57,7 +59,8 @@ class Guest:
         self.vcpu = self.vm.create_vcpu()
         longmode.enter_long_mode(self.vcpu, system.supported_cpuid(), CODE, CODE)
 
-    def add_hole(self, flags=KVM_MEM_PCI_HOLE, gpa=GPA, addr=0) -> None:
+    def add_hole(self, flags=None, gpa=GPA, addr=0) -> None:
+        flags = native_flag() if flags is None else flags
         self.vm.set_user_memory_region(SLOT, gpa, SIZE, addr, flags)
 
     def close(self) -> None:
@@ -103,13 +106,14 @@ def errno_of(call) -> str:
 def slot_rules(system) -> dict:
     """What KVM_SET_USER_MEMORY_REGION answers for each rule of the uapi."""
     guest = Guest(system, b"\xf4")
+    hole = native_flag()
+    other_port, = (bit for bit in KVM_MEM_PCI_HOLE_BITS if bit != hole)
     try:
         results = {
+            "other_port_bit": errno_of(lambda: guest.add_hole(other_port)),
             "userspace_addr": errno_of(lambda: guest.add_hole(addr=guest.ram.addr)),
-            "readonly": errno_of(lambda: guest.add_hole(KVM_MEM_PCI_HOLE
-                                                        | lib.KVM_MEM_READONLY)),
-            "log_dirty": errno_of(lambda: guest.add_hole(KVM_MEM_PCI_HOLE
-                                                         | lib.KVM_MEM_LOG_DIRTY_PAGES)),
+            "readonly": errno_of(lambda: guest.add_hole(hole | lib.KVM_MEM_READONLY)),
+            "log_dirty": errno_of(lambda: guest.add_hole(hole | lib.KVM_MEM_LOG_DIRTY_PAGES)),
             "overlapping_ram": errno_of(lambda: guest.add_hole(gpa=0x100000)),
             "create": errno_of(guest.add_hole),
         }
@@ -118,7 +122,7 @@ def slot_rules(system) -> dict:
         results["move"] = errno_of(lambda: guest.add_hole(gpa=GPA + SIZE))
         results["delete"] = errno_of(lambda: guest.vm.set_user_memory_region(SLOT, 0, 0, 0))
         results["set_flag_on_ram"] = errno_of(lambda: guest.vm.set_user_memory_region(
-            0, 0, RAM_SIZE, guest.ram.addr, KVM_MEM_PCI_HOLE))
+            0, 0, RAM_SIZE, guest.ram.addr, hole))
         return results
     finally:
         guest.close()
@@ -208,6 +212,33 @@ def linux_native() -> dict:
             "tracefs_reads": len(faults), "tracefs_functions": len({gpa >> 12 for gpa in faults})}
 
 
+def trace_native(pages: int = 400, passes: int = 2) -> dict:
+    """`kvmhole trace` beside a native guest: its last row for the guest, once stopped."""
+    with tempfile.TemporaryFile("w+") as err:
+        trace = subprocess.Popen([sys.executable, "-m", "kvmhole", "trace", "--json",
+                                  "--interval", "0.5"], stdout=subprocess.PIPE, stderr=err,
+                                 text=True)
+        try:
+            while "probes attached" not in _contents(err):  # a state, not a time
+                if trace.poll() is not None:
+                    return {"trace_failed": _contents(err)}
+                time.sleep(0.2)
+            run = kvmhole_run("ecam-scan", "--hole", "native", "--pages", str(pages),
+                              "--passes", str(passes))
+        finally:
+            trace.send_signal(signal.SIGINT)
+            out, _ = trace.communicate(timeout=WATCHDOG_S)
+    rows = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    last = [r for r in rows if r["pid"] == run["pid"]][-1]
+    return {"guest_hole_reads": run["guest_hole_reads"], "in_kernel": last["hole_reads_in_kernel"],
+            "exits": last["hole_read_exits"]}
+
+
+def _contents(file) -> str:
+    file.seek(0)
+    return file.read()
+
+
 def bench() -> dict:
     """What `kvmhole bench --svm` runs here, smaller: every strategy on the same scan,
     and host memory per strategy (the suite checks it runs and counts, not its times)."""
@@ -231,7 +262,8 @@ def kernel_log() -> list[str]:
 def main(names: list[str]) -> None:
     """Run the checks named (all by default); one JSON line on stdout."""
     with open("/sys/module/kvm_amd/parameters/npt") as npt:
-        report, log = {"npt": npt.read().strip() == "Y"}, kernel_log()
+        report, log = {"npt": npt.read().strip() == "Y", "flag": native_flag(),
+                       "kernel": os.uname().release}, kernel_log()
     with System() as system:
         checks = {
             "selftest": lambda: selftest(system),
@@ -242,6 +274,7 @@ def main(names: list[str]) -> None:
             "hole_rw_native": lambda: kvmhole_run("hole-rw", "--hole", "native"),
             "probes_native": probes_native,
             "linux_native": linux_native,
+            "trace_native": trace_native,
             "bench": bench,
         }
         signal.signal(signal.SIGALRM, lambda *_: None)

@@ -1,8 +1,8 @@
-"""The KVM_MEM_PCI_HOLE port for real: Debian's 6.1 kernel in an SVM host (QEMU TCG,
-nested SVM), its kvm_amd replaced by the patched modules, running the patch's own
-selftest and kvmhole's native strategy, with nested paging and with shadow paging.
-One boot runs every check (tests/pci_hole_checks.py, about a minute and a half); each
-test asserts one behaviour, on both paging modes where it applies."""
+"""The KVM_MEM_PCI_HOLE port for real: Debian's 6.1 and 6.12 kernels in an SVM host (QEMU
+TCG, nested SVM), kvm_amd replaced by the patched modules of that series, running the
+patch's own selftest and kvmhole's native strategy, with nested paging and with shadow
+paging. One boot per series runs every check (tests/pci_hole_checks.py); each test
+asserts one behaviour, on both series and on both paging modes where it applies."""
 
 import json
 import re
@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from kvmhole.kernel import release
 from kvmhole.kernel.build import build
-from kvmhole.kernel.svmhost import run_patched
+from kvmhole.kernel.patched_kvm import run_patched
 from kvmhole.svmhost.kernel import BUSYBOX
 from kvmhole.svmhost.machine import HOLD_VM, RELEASE_VM
-from tests.conftest import kvmhole
+from tests.conftest import kernel_series, kvmhole
 from tests.svm_boot import boot
 
 REPO = Path(__file__).resolve().parents[1]
@@ -26,29 +27,43 @@ BAD_LOG = re.compile(r"WARNING|BUG|Oops|general protection|Call Trace|RIP:|panic
 # Run again after reloading kvm-amd with npt=0: FNAME(page_fault) instead of the TDP MMU.
 SHADOW_CHECKS = ("selftest", "churn", "ecam_native", "ecam_auto", "hole_rw_native")
 PAGING = ("npt", "shadow")
+# The port's memslot flag per series (kernel/pci-hole/patches/<series>/0001): 6.12's
+# mainline took bit 2 for KVM_MEM_GUEST_MEMFD.
+FLAG = {"6.1": 1 << 2, "6.12": 1 << 15}
 # One boot for the module (two if the first hangs: tests/svm_boot.py): a fresh module
 # build (about a minute), boot, both rounds.
 BOOT_TIMEOUT_S = 600
 pytestmark = pytest.mark.timeout(2 * BOOT_TIMEOUT_S + 200)
 
 
-@pytest.fixture(scope="module")
-def reports():
+@pytest.fixture(scope="module", params=kernel_series())
+def reports(request):
+    series = request.param
     checks = f"{sys.executable} -m tests.pci_hole_checks"
+    kvm_amd = build(release.resolve(series)).modules["kvm-amd"]
     shadow = (f"{RELEASE_VM} && {BUSYBOX} rmmod kvm_amd && "
-              f"{BUSYBOX} insmod {build().modules['kvm-amd']} npt=0 && {HOLD_VM}")
+              f"{BUSYBOX} insmod {kvm_amd} npt=0 && {HOLD_VM}")
     # printk 8: a WARN or lockup in the SVM host leaves its stack trace on the console.
     script = (f"echo 8 > /proc/sys/kernel/printk && {checks} && {shadow} && "
               f"{checks} {' '.join(SHADOW_CHECKS)}")
-    done = boot(run_patched, ["/bin/sh", "-c", script], cwd=REPO, timeout=BOOT_TIMEOUT_S)
+    done = boot(run_patched, ["/bin/sh", "-c", script], series, cwd=REPO,
+                timeout=BOOT_TIMEOUT_S)
     assert done.returncode == 0, f"{done.stderr}\n{done.console[-3000:]}"
     lines = [json.loads(line) for line in done.stdout.splitlines()]
-    return {"npt" if line["npt"] else "shadow": line for line in lines}
+    found = {"npt" if line["npt"] else "shadow": line for line in lines}
+    assert {line["kernel"] for line in lines} == {release.resolve(series).abi}
+    return {"series": series, **found}
 
 
 @pytest.fixture(params=PAGING)
 def report(request, reports):
     return reports[request.param]
+
+
+def test_each_series_uses_its_ports_flag(reports):
+    """6.1 keeps the 2020 bit; 6.12's port moved off mainline's KVM_MEM_GUEST_MEMFD, and
+    the VMM learnt which by behaviour."""
+    assert {reports[p]["flag"] for p in PAGING} == {FLAG[reports["series"]]}
 
 
 def read(value=0xFF):
@@ -73,9 +88,9 @@ def test_each_hole_access_faults_once_and_leaves_no_mmio_spte(report):
 
 def test_slot_rules(reports):
     assert reports["npt"]["slot_rules"] == {
-        "userspace_addr": "EINVAL", "readonly": "EINVAL", "log_dirty": "EINVAL",
-        "overlapping_ram": "EEXIST", "create": "OK", "clear_flag": "EINVAL", "move": "OK",
-        "delete": "OK", "set_flag_on_ram": "EINVAL"}
+        "other_port_bit": "EINVAL", "userspace_addr": "EINVAL", "readonly": "EINVAL",
+        "log_dirty": "EINVAL", "overlapping_ram": "EEXIST", "create": "OK",
+        "clear_flag": "EINVAL", "move": "OK", "delete": "OK", "set_flag_on_ram": "EINVAL"}
 
 
 def test_slot_deleted_and_readded_while_a_vcpu_reads_it(report):
@@ -120,6 +135,12 @@ def test_linux_native_reads_the_hole_in_kvm_counted_by_the_probes_and_tracefs(re
     assert linux["functions"] == linux["tracefs_functions"] >= 255 * 32
     # the VMM's MMIO exits: the host bridge's config space and the hole writes only
     assert linux["userspace_exits"]["MMIO"] < 100
+
+
+def test_trace_counts_each_native_hole_read_in_the_kernel(reports):
+    """`kvmhole trace` (the same probes, through the CLI) beside a native guest."""
+    assert reports["npt"]["trace_native"] == {"guest_hole_reads": 800, "in_kernel": 800,
+                                              "exits": 0}
 
 
 def test_bench_runs_native_beside_the_others(reports):

@@ -2,12 +2,13 @@
 Debian kernel release (kernel/release.py: 6.1 or 6.12), from Debian's own
 linux-source-<series> and the kernel's own Kbuild, with that series' patches.
 
-Only arch/x86/kvm, virt/kvm and the files the patches touch are extracted. Kbuild runs
-from the headers package (make -C headers M=tree/arch/x86/kvm); the headers the patches
-edit are copies in the tree, put ahead of the packaged ones on the include path. A
-source of another version would build with the same vermagic and silently differ, so
-the source must be the very version of the headers. The result is cached under a hash
-of everything it depends on: a rerun does no work.
+The build itself is kernel/pci-hole/build-modules.sh, the very script DKMS runs: it
+extracts only arch/x86/kvm, virt/kvm and the files the patches touch, applies the
+patches with no fuzz, and runs Kbuild from the headers package with the tree's copies
+of the patched headers first on the include path. Around it, kvmhole refuses a source
+that is not the very version of the headers (another builds with the same vermagic and
+silently differs), checks vermagic and CRCs against the stock modules, and caches the
+result under a hash of everything it depends on: a rerun does no work.
 """
 
 import fcntl
@@ -31,13 +32,8 @@ from kvmhole.kernel.release import Release
 CACHE = Path(os.environ.get("KVMHOLE_CACHE_DIR", "/var/cache/kvmhole")) / "kernel"
 MODULES = ("kvm", "kvm-amd", "kvm-intel")
 BUILD_CODE = ("build.py", "debian.py", "modinfo.py", "release.py")
-BUILD_DIRS = ("arch/x86/kvm/", "virt/kvm/")
-# The include directories a patched header can live in, in the kernel's order.
-INCLUDE_DIRS = ("arch/x86/include", "include", "arch/x86/include/uapi", "include/uapi")
-# KVM's Makefile finds virt/kvm and its private headers through $(srctree), which is the
-# headers package here: point both at the tree instead.
-MAKEFILE_FIXES = (("$(srctree)/virt/kvm/Makefile.kvm", "$(src)/../../../virt/kvm/Makefile.kvm"),
-                  ("-I $(srctree)/arch/x86/kvm", "-I $(src)"))
+# The build steps, shared with DKMS (kernel/pci-hole/dkms.conf).
+SCRIPT = release.PATCH_ROOT.parent / "build-modules.sh"
 
 
 @dataclass
@@ -64,13 +60,6 @@ def patch_files(patches: Path) -> list[Path]:
         raise KvmholeError(f"no patch series in {patches} (expected "
                            "kernel/pci-hole/patches/<series>/*.patch)")
     return found
-
-
-def patched_paths(patches: list[Path]) -> list[str]:
-    """Every file the series touches, as a path in the kernel tree."""
-    paths = {m.group(1) for p in patches
-             for m in re.finditer(r"^\+\+\+ b/(\S+)", p.read_text(), re.M)}
-    return sorted(paths)
 
 
 def check_tools(kernel: Release, source: Path) -> None:
@@ -144,59 +133,18 @@ def cache_key(identity: dict, headers: dict, compiler: str, patches: list[Path])
     digest = hashlib.sha256()
     digest.update(json.dumps([identity, headers, compiler], sort_keys=True).encode())
     # The code that decides how the build is done: a change to it rebuilds.
-    for item in [*patches, *(Path(__file__).with_name(f) for f in BUILD_CODE)]:
+    for item in [*patches, SCRIPT, *(Path(__file__).with_name(f) for f in BUILD_CODE)]:
         digest.update(item.name.encode() + b"\0" + item.read_bytes())
     return digest.hexdigest()[:16]
 
 
-def extract(source: Path, top: str, paths: list[str], tree: Path) -> None:
-    # tar fails on a name its directory's name already took.
-    wanted = [*BUILD_DIRS, *(p for p in paths if not p.startswith(BUILD_DIRS))]
-    done = subprocess.run(["tar", "-xf", str(source), "-C", str(tree), "--strip-components=1",
-                           *(f"{top}/{p}" for p in wanted)], capture_output=True, text=True)
-    if done.returncode != 0:
-        raise KvmholeError(f"extracting from {source} failed: {done.stderr.strip()}")
-
-
-def apply(kernel: Release, patches: list[Path], tree: Path) -> str:
-    """Apply the series with no fuzz allowed; returns patch's output."""
-    output = []
-    for p in patches:
-        done = subprocess.run(["patch", "-p1", "-F0", "--batch", "--forward",
-                               "--no-backup-if-mismatch", "-d", str(tree), "-i", str(p)],
-                              capture_output=True, text=True)
-        output.append(done.stdout + done.stderr)
-        if done.returncode != 0:
-            raise KvmholeError(f"{p.name} does not apply to {kernel.source_package} "
-                               f"{kernel.package_version}: "
-                               + " / ".join(done.stdout.strip().splitlines()[-3:]))
-    return "".join(output)
-
-
-def prepare(tree: Path, paths: list[str]) -> list[str]:
-    """Point KVM's Makefile at the tree; returns the -I flags that put the tree's copies
-    of the patched headers ahead of the headers package."""
-    makefile = tree / "arch/x86/kvm/Makefile"
-    text = makefile.read_text()
-    for old, new in MAKEFILE_FIXES:
-        if text.count(old) != 1:
-            raise KvmholeError(f"{makefile}: expected one '{old}'; the build needs updating")
-        text = text.replace(old, new)
-    makefile.write_text(text)
-    roots = set()
-    for path in paths:  # a header's include root is the longest directory it is under
-        under = [d for d in INCLUDE_DIRS if path.startswith(d + "/")]
-        if under:
-            roots.add(max(under, key=len))
-    return [f"-I{tree / d}" for d in INCLUDE_DIRS if d in roots]
-
-
-def make(kernel: Release, tree: Path, includes: list[str],
-         progress: Callable[[str], None]) -> None:
-    command = ["make", "-C", str(kernel.headers_dir), f"M={tree / 'arch/x86/kvm'}",
-               f"CC={kernel.compiler()}", f"-j{os.cpu_count() or 1}",
-               # -nostdinc is what Kbuild puts here; the tree's headers go right after it.
-               f"NOSTDINC_FLAGS=-nostdinc {' '.join(includes)}", "modules"]
+def run_script(kernel: Release, source: Path, tree: Path, patch_only: bool = False,
+               progress: Callable[[str], None] = _stderr) -> str:
+    """kernel/pci-hole/build-modules.sh for `kernel` into `tree`; returns its output, and
+    reports what it compiles as it goes."""
+    command = ["sh", str(SCRIPT), "--source", str(source), "--headers",
+               str(kernel.headers_dir), "--tree", str(tree),
+               *(["--patch-only"] if patch_only else []), kernel.abi]
     start = time.monotonic()
     log = []
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -208,8 +156,11 @@ def make(kernel: Release, tree: Path, includes: list[str],
                 name = os.path.relpath(os.path.normpath(step.group(2)), tree)
                 progress(f"[{time.monotonic() - start:4.0f} s] {step.group(1)} {name}")
     if proc.returncode != 0:
-        errors = [line for line in log if "error" in line.lower()] or log[-5:]
-        raise KvmholeError(f"make failed ({proc.returncode}): " + " / ".join(errors[:5]))
+        mine = [line.removeprefix("build-modules: error: ") for line in log
+                if line.startswith("build-modules: error: ")]
+        errors = mine or [line for line in log if "error" in line.lower()] or log[-5:]
+        raise KvmholeError(f"{SCRIPT.name} failed: " + " / ".join(errors[:5]))
+    return "\n".join(log)
 
 
 def verify(kernel: Release, built: dict[str, Path], stock: Path, tree_symvers: Path) -> str:
@@ -231,7 +182,7 @@ def verify(kernel: Release, built: dict[str, Path], stock: Path, tree_symvers: P
 
 
 def build(kernel: Release | None = None, source: Path | None = None, cache: Path = CACHE,
-          patches: Path | None = None, progress: Callable[[str], None] = _stderr) -> Build:
+          progress: Callable[[str], None] = _stderr) -> Build:
     """Build (or find in the cache) the patched modules for `kernel` (default: Debian's
     default release, kernel/release.py); raises KvmholeError with one line saying what
     is wrong."""
@@ -239,7 +190,7 @@ def build(kernel: Release | None = None, source: Path | None = None, cache: Path
     kernel = kernel or release.resolve()
     source = source or kernel.source_tarball
     check_tools(kernel, source)
-    series = patch_files(patches or kernel.patches)
+    series = patch_files(kernel.patches)  # what the script applies, for the cache key
     identity = source_identity(source)
     headers = {"kernel_version": headers_version(kernel),
                "package_version": debian.installed_version(kernel.headers_package)}
@@ -252,21 +203,15 @@ def build(kernel: Release | None = None, source: Path | None = None, cache: Path
         fcntl.flock(lock, fcntl.LOCK_EX)  # a parallel build of the same key waits, then hits
         if (directory / "build.json").exists():
             return _load(directory, time.monotonic() - start)
-        top, kernel_version = tarball_version(source)
+        _, kernel_version = tarball_version(source)
         check_source(kernel, identity, kernel_version, headers)
         stock = debian.stock_kvm_modules(kernel)
         partial = cache / f"{key}.partial"
         shutil.rmtree(partial, ignore_errors=True)
         tree = partial / "tree"
-        tree.mkdir(parents=True)
-        paths = patched_paths(series)
-        progress(f"extracting {', '.join(BUILD_DIRS)} and {len(paths)} patched files "
-                 f"from {source}")
-        extract(source, top, paths, tree)
-        apply(kernel, series, tree)
         progress(f"building {', '.join(m + '.ko' for m in MODULES)} for {kernel.abi} with "
-                 f"{kernel.compiler()} (about a minute on 2 CPUs)")
-        make(kernel, tree, prepare(tree, paths), progress)
+                 f"{kernel.compiler()} from {source} (one to three minutes on 2 CPUs)")
+        run_script(kernel, source, tree, progress=progress)
         kvm_dir = tree / "arch/x86/kvm"
         built = {m: kvm_dir / f"{m}.ko" for m in MODULES}
         vermagic = verify(kernel, built, stock, kvm_dir / "Module.symvers")

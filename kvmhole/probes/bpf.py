@@ -92,10 +92,8 @@ class ProbeProgram:
 
         constants = {**CONSTANTS, **(sizes or {})}
         cflags = [*host.CLANG_QUIET, *(f"-D{k}={v}" for k, v in constants.items())]
-        if plan.path == "emulated":
-            cflags.append("-DEMULATED_PATH")
-        elif plan.path == "vmx/svm":
-            cflags.append("-DVMX_PATH")
+        if plan.probe_path.cflag:
+            cflags.append(plan.probe_path.cflag)
         if auto_track:
             cflags.append("-DAUTO_TRACK")
         if events:
@@ -105,6 +103,7 @@ class ProbeProgram:
         except Exception as error:  # bcc raises bare Exception for compile and load failures
             raise ProbeUnavailable(f"loading {SOURCE.name} failed ({error}): "
                                    "run `kvmhole doctor`") from None
+        arm(self.bpf, True)  # bcc attached every probe while loading: count from now on
         self.holes = self.bpf[b"holes"]
         self.counts = self.bpf[b"counts"]
         self.vcpus = self.bpf[b"vcpus"]
@@ -251,6 +250,7 @@ class ProbeProgram:
 def detached(bpf):
     """bcc program `bpf`'s tracepoints detached for a while, then attached again."""
     tracepoints, raw = list(bpf.tracepoint_fds), list(bpf.raw_tracepoint_fds)
+    arm(bpf, False)
     for tp in tracepoints:
         bpf.detach_tracepoint(tp)
     for tp in raw:
@@ -263,6 +263,14 @@ def detached(bpf):
             bpf.attach_tracepoint(tp=tp, fn_name=b"tracepoint__%s__%s" % (category, event))
         for tp in raw:
             bpf.attach_raw_tracepoint(tp=tp, fn_name=b"raw_tracepoint__" + tp)
+        arm(bpf, True)
+
+
+def arm(bpf, on: bool) -> None:
+    """Let the probes make vCPU states (and so classify accesses) only while all of
+    them are attached (bpf/kvmhole.bpf.c, `armed`)."""
+    armed = bpf[b"armed"]
+    armed[armed.Key(0)] = armed.Leaf(int(on))
 
 
 def _entries(table) -> list:

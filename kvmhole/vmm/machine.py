@@ -14,7 +14,7 @@ from kvmhole.errors import GuestError, KvmholeError
 from kvmhole.guests import protocol
 from kvmhole.vmm.blueprint import Blueprint, MachineConfig
 from kvmhole.vmm.builder import BuiltVm
-from kvmhole.vmm.deadline import Deadline, GuestTimeout
+from kvmhole.vmm.deadline import Deadline, GuestStopped, GuestTimeout
 from kvmhole.vmm.devices import Devices
 from kvmhole.vmm.power import PowerControl
 from kvmhole.vmm.registry import Registration, host_pid
@@ -34,7 +34,7 @@ class RunResult:
     buses: int  # the ECAM window (the MCFG's bus range for Linux)
     type1: bool  # type-1 config ports answer
     memslots: int
-    status: str  # ok | failed (the guest's checks) | crashed | timeout
+    status: str  # ok | failed (the guest's checks) | crashed | timeout | stopped (a signal)
     error: str | None  # what ended a crashed or timed-out guest
     guest_result: dict
     guest_hole_reads: int | None  # the guest's own count (kvmhole's guests; not Linux)
@@ -84,7 +84,7 @@ class Machine:
                 try:
                     self.status = run_until_done(built.vcpu, self.devices,
                                                  self.config.c_fastpath)
-                except GuestError as error:
+                except (GuestError, GuestStopped) as error:
                     self.error = error  # reported with what the guest counted so far
                 except GuestTimeout as error:  # where it was: which loop it never left
                     self.error = GuestTimeout(f"{error}; the vCPU was at rip "
@@ -138,6 +138,8 @@ class Machine:
 
     def _status(self, guest_result: dict) -> str:
         if self.error is not None:
+            if isinstance(self.error, GuestStopped):
+                return "stopped"
             return "timeout" if isinstance(self.error, GuestTimeout) else "crashed"
         if self.power is not None:  # Linux: its init reported, then it powered off
             return "ok" if self.uart.report and self.power.end == "poweroff" else "failed"

@@ -17,10 +17,13 @@ from kvmhole.vmm import hostmem
 from kvmhole.vmm.memmap import MemoryMap, Range
 from kvmhole.vmm.slots import RAM_SLOT, Slot, alias_window_size, chunks
 
-# The patch's memslot flag. Mainline has since reused bit 2 for
-# KVM_MEM_GUEST_MEMFD and the patch's capability numbers (183/186/187) for other
-# features, so support is detected by behaviour, never by KVM_CHECK_EXTENSION.
-KVM_MEM_PCI_HOLE = 1 << 2
+# The patch's memslot flag, per port (kernel/pci-hole/patches/<series>/0001): bit 2 in
+# the 2020 series and the 6.1 port; bit 15 in the 6.12 port, since mainline took bit 2
+# for KVM_MEM_GUEST_MEMFD (6.8). Mainline also reused the capability numbers
+# (183/186/187), so support, and with it the bit, is learned by behaviour
+# (native_flag()), never by KVM_CHECK_EXTENSION. Every other kernel refuses both bits
+# in KVM_SET_USER_MEMORY_REGION, so trying one is harmless.
+KVM_MEM_PCI_HOLE_BITS = (1 << 2, 1 << 15)
 
 
 class HoleBacking:
@@ -83,8 +86,9 @@ def _install_dense(vm, slots, memory_map, backing) -> None:
 
 
 def _install_native(vm, slots, memory_map, backing) -> None:
+    flag = native_flag()
     for s in slots:
-        vm.set_user_memory_region(s.slot, s.gpa.start, s.gpa.size, 0, KVM_MEM_PCI_HOLE)
+        vm.set_user_memory_region(s.slot, s.gpa.start, s.gpa.size, 0, flag)
 
 
 def _alias_ranges(memory_map: MemoryMap) -> list[Range]:
@@ -140,22 +144,45 @@ _NATIVE_PROBE_CODE = bytes.fromhex("b800108ed866a1000066e710f4")
 _NATIVE_PROBE_GPA = 0x10000
 
 
-@cache
 def native_support() -> tuple[bool, str]:
     """(supported, why not): does this kernel accept and serve KVM_MEM_PCI_HOLE slots?"""
+    flag, why = _native_probe()
+    return flag is not None, why
+
+
+def native_flag() -> int:
+    """The KVM_MEM_PCI_HOLE bit this kernel's port uses (ConfigError if none)."""
+    flag, why = _native_probe()
+    if flag is None:
+        raise ConfigError(f"--hole native: {why}")
+    return flag
+
+
+def _accepted_flag(vm) -> tuple[int | None, str]:
+    """The first of the ports' bits that a slot with no backing is created with."""
+    refused = []
+    for flag in KVM_MEM_PCI_HOLE_BITS:
+        try:
+            vm.set_user_memory_region(1, _NATIVE_PROBE_GPA, 0x1000, 0, flag)
+            return flag, ""
+        except KvmError as error:
+            refused.append(f"{flag:#x} {error.strerror_name}")
+    return None, ("this kernel does not support KVM_MEM_PCI_HOLE (the 2020 patch never "
+                  "reached mainline): a memslot with no backing and the flag of any of "
+                  f"its ports was refused ({', '.join(refused)})")
+
+
+@cache
+def _native_probe() -> tuple[int | None, str]:
+    """(the flag, why not): which KVM_MEM_PCI_HOLE bit this kernel accepts and serves."""
     with System() as system, contextlib.ExitStack() as resources:
         ram = hostmem.anonymous(0x1000, "the native probe's RAM")
         resources.callback(ram.close)
         vm = system.create_vm()
         resources.callback(vm.close)  # first: the VM goes before the memory behind it
-        try:
-            vm.set_user_memory_region(1, _NATIVE_PROBE_GPA, 0x1000, 0, KVM_MEM_PCI_HOLE)
-        except KvmError as error:
-            return False, (
-                "this kernel does not support KVM_MEM_PCI_HOLE (the 2020 patch never "
-                f"reached mainline): a memslot with flag {KVM_MEM_PCI_HOLE:#x} and no "
-                f"backing was refused with {error.strerror_name}"
-            )
+        flag, why = _accepted_flag(vm)
+        if flag is None:
+            return None, why
         ram.buffer(0, len(_NATIVE_PROBE_CODE))[:] = _NATIVE_PROBE_CODE
         vm.set_user_memory_region(0, 0, 0x1000, ram.addr)
         vcpu = vm.create_vcpu()
@@ -167,12 +194,12 @@ def native_support() -> tuple[bool, str]:
         vcpu.set_regs(regs)
         first = vcpu.run()
         if isinstance(first, MmioExit):
-            return False, "a KVM_MEM_PCI_HOLE slot was accepted, but its read exited"
+            return None, f"a KVM_MEM_PCI_HOLE slot ({flag:#x}) was accepted, but its read exited"
         if not (isinstance(first, PortOut) and first.value == 0xFFFFFFFF):
-            return False, f"a KVM_MEM_PCI_HOLE read did not return all-ones ({first})"
+            return None, f"a KVM_MEM_PCI_HOLE read did not return all-ones ({first})"
         if not isinstance(vcpu.run(), HltExit):
-            return False, "the KVM_MEM_PCI_HOLE probe guest did not halt"
-        return True, ""
+            return None, "the KVM_MEM_PCI_HOLE probe guest did not halt"
+        return flag, ""
 
 
 def resolve(choice: str) -> str:
