@@ -148,6 +148,14 @@ BPF_ARRAY(default_holes, struct guest_holes, 1);   /* what AUTO_TRACK gives a ne
 BPF_ARRAY(zero_counts, struct guest_counts, 1);    /* never written: a zeroed initialiser */
 BPF_HASH(functions, struct function_key, u32, MAX_FUNCTIONS);  /* FN_* flags */
 BPF_HASH(buses, struct bus_key, struct bus_reads, MAX_BUS_ENTRIES);
+/*
+ * 1 once every probe is attached. bcc attaches them one by one while guests run: a
+ * port read completed in a window where kvm_pio was attached and kvm_userspace_exit
+ * not yet looked served in the kernel (a monitor attached mid-run counted 321 of a
+ * guest's 354 type-1 reads as served there, where no type-1 read ever is). Until
+ * then no vCPU state is made, so nothing is classified.
+ */
+BPF_ARRAY(armed, u32, 1);
 #ifdef EMULATED_PATH
 /*
  * The page walk under way in a thread, kept with the thread itself (task storage):
@@ -166,14 +174,6 @@ BPF_TASK_STORAGE(walks, struct walk);
  * one array read, without looking up the thread's storage.
  */
 BPF_ARRAY(data_walks, u64, 1);
-/*
- * 1 once every probe is attached. bcc attaches them one by one while guests run: a
- * port read completed in a window where kvm_pio was attached and kvm_userspace_exit
- * not yet looked served in the kernel (a monitor attached mid-run counted 104 of a
- * guest's type-1 reads in the kernel, which no type-1 read ever is). Until then no
- * vCPU state is made, so nothing is classified.
- */
-BPF_ARRAY(armed, u32, 1);
 
 /* This thread's data-read walk, if it has one under way, is over. */
 static __always_inline void end_data_walk(u64 *in_flight)

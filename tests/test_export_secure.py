@@ -13,9 +13,9 @@ import psutil
 import pytest
 
 from kvmhole.text import printable
-from tests.conftest import KVMHOLE, start_guest, wait_registered
+from tests.conftest import KVMHOLE, start_guest, wait_for, wait_registered
 from tests.pki import PASSWORD, make_pki, web_config
-from tests.prometheus_harness import Prometheus, wait_for
+from tests.prometheus_harness import Prometheus
 
 KEPT = 1 << 39 | 1 << 19  # CAP_BPF, CAP_SYS_PTRACE
 NESTED = "[" * 30000 + "]" * 30000  # 60 KB: under the size limit, RecursionError in json

@@ -19,9 +19,8 @@ from kvmhole.exporter import webconfig
 from kvmhole.exporter.server import listening
 from kvmhole.exporter.store import LatestSnapshot
 from kvmhole.text import printable
-from tests.conftest import assert_one_line_error, kvmhole
+from tests.conftest import assert_one_line_error, kvmhole, wait_for
 from tests.pki import PASSWORD, TLS, make_pki, web_config
-from tests.prometheus_harness import wait_for
 from tests.test_exporter import guest, snapshot, store_with
 
 pytestmark = pytest.mark.pure
@@ -112,6 +111,7 @@ def test_a_request_head_must_arrive_whole_within_the_deadline(monkeypatch):
 
 def test_the_oldest_waiting_connections_make_room_for_new_ones(monkeypatch):
     monkeypatch.setattr(exporter_http, "MAX_PENDING", 10)
+    monkeypatch.setattr(exporter_http, "REQUEST_DEADLINE_S", 600.0)  # only the limit drops
     with listening("127.0.0.1:0", store_with(snapshot())) as address, \
             SlowClients(address, trickle=0, stall=30) as attack:
         wait_for("all but the newest 10 to be dropped", lambda: attack.held() <= 10)
@@ -199,3 +199,11 @@ def test_a_bad_web_config_is_one_error_at_start(pki, case):
     done = kvmhole("export", "--listen", "127.0.0.1:0", "--web.config.file", str(path),
                    check=False, timeout=60)
     assert_one_line_error(done, "--web.config.file", words)
+
+
+def test_plain_http_beyond_loopback_is_warned_about():
+    # no such process: the command stops right after checking its options
+    done = kvmhole("export", "--listen", "0.0.0.0:0", "-p", "4194304", check=False, timeout=60)
+    assert "warning: serving 0.0.0.0:0 in plain HTTP" in done.stderr, done.stderr
+    quiet = kvmhole("export", "-p", "4194304", check=False, timeout=60)
+    assert "plain HTTP" not in quiet.stderr, quiet.stderr

@@ -17,9 +17,8 @@ from kvmhole.probes.discovery import qemu_options
 from kvmhole.probes.monitor import Monitor
 from kvmhole.text import CUT_MARK, MAX_NAME, guest_name
 from kvmhole.tui.detail import title
-from tests.conftest import start_guest, wait_registered
+from tests.conftest import start_guest, wait_for, wait_registered
 from tests.live import sample, scrape
-from tests.prometheus_harness import wait_for
 
 UUID = "c7a5fdbd-cdaf-9455-926a-d65c16db1809"
 

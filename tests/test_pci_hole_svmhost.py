@@ -13,9 +13,9 @@ import pytest
 
 from kvmhole.kernel import release
 from kvmhole.kernel.build import build
-from kvmhole.kernel.patched_kvm import run_patched
 from kvmhole.svmhost.kernel import BUSYBOX
 from kvmhole.svmhost.machine import HOLD_VM, RELEASE_VM
+from kvmhole.svmhost.patched_kvm import run_patched
 from tests.conftest import kernel_series, kvmhole
 from tests.svm_boot import boot
 

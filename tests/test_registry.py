@@ -136,7 +136,7 @@ def faults(stderr: str) -> Counter:
 def test_garbage_in_the_registry_is_warned_about_and_monitors_go_on(run_dir, tmp_path):
     """trace reads the garbage at start and as it is written, `run`'s cleanup reads it
     once it is old, top at start: none stops, and each says one line per kind."""
-    from tests.prometheus_harness import wait_for
+    from tests.conftest import wait_for
 
     drop_garbage(run_dir)
     log = tmp_path / "trace.err"  # a file: the warnings come before "probes attached"

@@ -45,8 +45,12 @@ contents = st.one_of(
     st.text(max_size=200).map(lambda t: t.encode("utf-8", "surrogatepass")),
 )
 names = st.one_of(st.just(f"{LIVE}.json"), st.integers(0, 2**40).map(lambda n: f"{n}.json"),
-                  st.text(st.characters(blacklist_characters="/\0"), min_size=1,
-                          max_size=40).map(lambda t: f"{t}.json"))
+                  st.text(st.characters(blacklist_characters="/\0", blacklist_categories=("Cs",)),
+                          min_size=1, max_size=40).map(lambda t: f"{t}.json"),
+                  # bytes that are no UTF-8: Python sees them surrogate-escaped
+                  st.binary(min_size=1, max_size=30).filter(
+                      lambda b: b"/" not in b and b"\0" not in b and b not in (b".", b".."))
+                  .map(lambda b: os.fsdecode(b + b".json")))
 kinds = st.sampled_from(["file", "fifo", "symlink-zero", "symlink-file", "dangling",
                          "directory", "socket", "hardlink"])
 

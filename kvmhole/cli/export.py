@@ -1,5 +1,6 @@
 """kvmhole export: serve the probes' per-guest snapshot as Prometheus metrics."""
 
+import ipaddress
 import signal
 
 import click
@@ -34,6 +35,10 @@ def export(listen, web_config_file, interval, pids, hole_ranges, preset):
 
     parse_listen(listen)  # a bad address or web configuration fails before the probes load
     web = webconfig.load(web_config_file) if web_config_file else webconfig.WebConfig(None, None)
+    if web.tls is None and not _loopback(parse_listen(listen)[0]):
+        click.echo(f"kvmhole: warning: serving {listen} in plain HTTP: whoever reaches the port "
+                   "reads every guest's name (give --web.config.file a tls_server_config and "
+                   "basic_auth_users, or firewall the port)", err=True)
     monitor_kwargs = monitor_args(pids, hole_ranges, preset)
     # SIGTERM (systemd, kill) stops the exporter as Ctrl-C does: the with blocks
     # below then stop the poller, close the socket and detach the probes.
@@ -56,6 +61,13 @@ def export(listen, web_config_file, interval, pids, hole_ranges, preset):
                 signal.pause()
     except KeyboardInterrupt:
         pass
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name
+        return host == "localhost"
 
 
 def _reload(monitor) -> None:

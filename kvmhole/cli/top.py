@@ -48,6 +48,10 @@ def top(interval, demo, replay, pids, hole_ranges, preset):
             raise ProbeUnavailable(f"{error} (`kvmhole doctor` checks the whole host)") from None
         if demo:
             guests.wait_ready()
+        from kvmhole.probes import privileges
+
+        # attached, demo guests started: what is left to do needs far less than root
+        click.echo(f"kvmhole top: {privileges.drop_all_but_kept()}", err=True)
         if not sys.stdout.isatty():
             _print_once(monitor.poll, interval)
             return

@@ -127,13 +127,15 @@ class HttpServer:
             pass  # dropped: too slow, too many, or the client went away
         finally:
             self._clients.discard(task)
-            writer.transport.abort()  # nothing left to say; a TLS goodbye may never come
+            writer.transport.abort()  # closed already, or given up on
 
     async def _read_request(self, task, reader) -> Request | Response | None:
         """The request head, within the deadline; a Response for one that is malformed."""
         self._pending[task] = None
-        if len(self._pending) > MAX_PENDING:
-            next(iter(self._pending)).cancel()
+        if len(self._pending) > MAX_PENDING:  # out of the count now: it ends at its next step
+            oldest = next(iter(self._pending))
+            del self._pending[oldest]
+            oldest.cancel()
         try:
             async with asyncio.timeout(REQUEST_DEADLINE_S):
                 head = await reader.readuntil(b"\r\n\r\n")
@@ -175,7 +177,8 @@ class HttpServer:
         if not head_only:  # HEAD: the same headers, Content-Length included, no body
             writer.write(response.body)
         async with asyncio.timeout(RESPONSE_DEADLINE_S):
-            await writer.drain()
+            writer.close()  # after what is buffered has been sent
+            await writer.wait_closed()
 
     def shutdown(self) -> None:
         def stop():

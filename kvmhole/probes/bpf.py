@@ -114,8 +114,9 @@ class ProbeProgram:
     def detached(self):
         """The probes off for a while, still loaded, maps kept: a guest run inside costs
         what it costs unwatched, so `kvmhole bench` alternates runs with and without
-        them (detaching and attaching takes milliseconds; loading takes a second)."""
-        return detached(self.bpf)
+        them (detaching and attaching takes milliseconds; loading takes a second). They
+        classify nothing until all are attached again."""
+        return detached(self.bpf, armed=True)
 
     def empty_twin(self):
         """A bcc program attached where these probes are, each of its programs doing
@@ -247,10 +248,12 @@ class ProbeProgram:
 
 
 @contextlib.contextmanager
-def detached(bpf):
-    """bcc program `bpf`'s tracepoints detached for a while, then attached again."""
+def detached(bpf, armed: bool = False):
+    """bcc program `bpf`'s tracepoints detached for a while, then attached again;
+    armed: the program is kvmhole's probes (disarmed meanwhile), not the empty twin."""
     tracepoints, raw = list(bpf.tracepoint_fds), list(bpf.raw_tracepoint_fds)
-    arm(bpf, False)
+    if armed:
+        arm(bpf, False)
     for tp in tracepoints:
         bpf.detach_tracepoint(tp)
     for tp in raw:
@@ -263,7 +266,8 @@ def detached(bpf):
             bpf.attach_tracepoint(tp=tp, fn_name=b"tracepoint__%s__%s" % (category, event))
         for tp in raw:
             bpf.attach_raw_tracepoint(tp=tp, fn_name=b"raw_tracepoint__" + tp)
-        arm(bpf, True)
+        if armed:
+            arm(bpf, True)
 
 
 def arm(bpf, on: bool) -> None:

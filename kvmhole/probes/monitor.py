@@ -87,15 +87,12 @@ class Monitor:
         if not self._wanted(pid):
             return
         identity = discovery.from_registry(entry)
-        holes = self.hole_ranges.get(pid) or identity.holes or self.default_holes
-        identity.holes = holes
+        identity.holes, ecam = self._holes_of(pid, identity, entry)
         with self._lock:
             known = self._identities.get(pid)
             if self.program is None or (known is not None and known.registered):
                 return
-            # the registry's hole ranges are exactly the absent functions of its window
-            ecam = None if pid in self.hole_ranges else entry.get("ecam")
-            if not self._track(pid, holes, ecam):
+            if not self._track(pid, identity.holes, ecam):
                 return  # not counted: reporting it with zeros would be a lie
             self._identities[pid] = self._distinct(pid, identity)
             # now, while the VMM surely runs: a short guest may be gone by the next poll
@@ -111,20 +108,27 @@ class Monitor:
         start = registry.process_start(pid)
         with self._lock:
             if pid not in self._identities:
-                ecam = None
                 if entry is not None and start in (None, entry["start"]):
                     identity = discovery.from_registry(entry)
-                    identity.holes = self.hole_ranges.get(pid) or identity.holes
-                    ecam = None if pid in self.hole_ranges else entry.get("ecam")
                 else:  # not a kvmhole VMM, or its pid now belongs to another process
                     identity = discovery.from_process(pid, self.program.comm(pid), start)
-                identity.holes = identity.holes or self.hole_ranges.get(pid, self.default_holes)
+                    entry = None
+                identity.holes, ecam = self._holes_of(pid, identity, entry)
                 self._identities[pid] = self._distinct(pid, identity)
                 if start is not None:
                     # identified: its later accesses by its own rules, not provisionally
                     self.program.track(pid, identity.holes, ecam)
                     self._attach_kvm_stats(pid)
             return self._identities[pid]
+
+    def _holes_of(self, pid: int, identity: discovery.Identity,
+                  entry: dict | None) -> tuple[list[tuple[int, int]], tuple[int, int] | None]:
+        """A guest's hole ranges and exact ECAM window, by the one precedence rule: the
+        user's --hole-range, else the registry's ranges (exactly the absent functions of
+        its window, which it names), else the preset."""
+        if pid in self.hole_ranges:
+            return self.hole_ranges[pid], None
+        return identity.holes or self.default_holes, entry.get("ecam") if entry else None
 
     def _distinct(self, pid: int, identity: discovery.Identity) -> discovery.Identity:
         """A guest named like another watched guest of its VMM kind is NAME/PID, for
