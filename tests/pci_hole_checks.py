@@ -188,6 +188,30 @@ def probes_native(pages: int = 400, passes: int = 2) -> dict:
                 "kernel_time_count": guest.kernel_time.count}
 
 
+def linux_native() -> dict:
+    """kvmhole's VMM booting Debian's kernel on 256 buses without type-1 ports, the hole
+    native: the probes' in-kernel count beside tracefs's read faults in the hole,
+    recorded in the same run (noxsave: see tests/svm/test_linux_in_kvmhole.py)."""
+    from kvmhole.probes.monitor import Monitor
+    from tests.tracefs_truth import EVENTS, PAGE_FAULT_EVENT, TraceInstance, hole_read_faults
+
+    with TraceInstance(events=(*EVENTS, PAGE_FAULT_EVENT)) as trace, Monitor() as monitor:
+        monitor.poll()
+        run = kvmhole_run("linux", "--buses", "256", "--hole", "native", "--append", "noxsave",
+                          "--console", "/dev/null")
+        guest = monitor.poll().guest(run.get("pid", 0)) if "pid" in run else None
+        lines = trace.stop()
+    if guest is None:
+        return {"run": run}
+    registry_holes = [(lo, hi) for lo, hi in guest.holes]
+    faults = hole_read_faults(lines, run["pid"], registry_holes)
+    ecam = guest.config["ecam"]
+    return {"status": run["status"], "end": run["guest_result"]["end"],
+            "hole_read_exits": run["hole_read_exits"], "userspace_exits": run["userspace_exits"],
+            "in_kernel": ecam.reads_in_kernel, "functions": ecam.functions,
+            "tracefs_reads": len(faults), "tracefs_functions": len({gpa >> 12 for gpa in faults})}
+
+
 def trace_native(pages: int = 400, passes: int = 2) -> dict:
     """`kvmhole trace` beside a native guest: its last row for the guest, once stopped."""
     with tempfile.TemporaryFile("w+") as err:
@@ -249,6 +273,7 @@ def main(names: list[str]) -> None:
             "ecam_auto": lambda: kvmhole_run("ecam-scan", "--hole", "auto"),
             "hole_rw_native": lambda: kvmhole_run("hole-rw", "--hole", "native"),
             "probes_native": probes_native,
+            "linux_native": linux_native,
             "trace_native": trace_native,
             "bench": bench,
         }

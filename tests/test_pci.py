@@ -10,7 +10,8 @@ from kvmhole.vmm.pci import FUNCTION_SIZE, host_bridge
 
 pytestmark = pytest.mark.pure
 
-IDENTITY = (range(0x00, 0x04), range(0x08, 0x0C))  # vendor/device ID; revision, class
+# vendor/device ID; revision, class; the BARs and the ROM BAR (none: hard-wired zero)
+IDENTITY = (range(0x00, 0x04), range(0x08, 0x0C), range(0x10, 0x28), range(0x30, 0x34))
 
 
 def window():
@@ -21,7 +22,7 @@ def window():
 
 @given(offset=st.integers(0, FUNCTION_SIZE - 1), length=st.sampled_from([1, 2, 4, 8]),
        value=st.integers(0, 2**64 - 1))
-def test_identity_registers_stay_read_only_whatever_the_write(offset, length, value):
+def test_identity_registers_and_bars_stay_read_only_whatever_the_write(offset, length, value):
     ecam, bridge = window()
     before = bytes(bridge.config)
     data = bytearray(value.to_bytes(8, "little"))

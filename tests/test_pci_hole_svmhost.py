@@ -124,6 +124,19 @@ def test_probes_count_each_native_hole_read_once_in_the_kernel(reports):
     assert probes["kernel_time_count"] == 800
 
 
+def test_linux_native_reads_the_hole_in_kvm_counted_by_the_probes_and_tracefs(reports):
+    """kvmhole's VMM boots Debian's kernel on 256 buses without type-1 ports: the
+    peer-bridge scan's ECAM reads of absent functions are all served in KVM, none exits;
+    the probes count as many as tracefs's read faults in the hole, of as many functions."""
+    linux = reports["npt"]["linux_native"]
+    assert (linux.get("status"), linux.get("end")) == ("ok", "poweroff"), linux
+    assert linux["hole_read_exits"] == 0
+    assert linux["in_kernel"] == linux["tracefs_reads"] >= 255 * 32
+    assert linux["functions"] == linux["tracefs_functions"] >= 255 * 32
+    # the VMM's MMIO exits: the host bridge's config space and the hole writes only
+    assert linux["userspace_exits"]["MMIO"] < 100
+
+
 def test_trace_counts_each_native_hole_read_in_the_kernel(reports):
     """`kvmhole trace` (the same probes, through the CLI) beside a native guest."""
     assert reports["npt"]["trace_native"] == {"guest_hole_reads": 800, "in_kernel": 800,

@@ -32,6 +32,12 @@ from tests.conftest import (
         (["--device", "zz"], "bad PCI address"),
         (["triple-fault"], "triple-fault"),
         (["mixed", "--timeout", "0.5"], "did not finish within 0.5 s"),
+        (["linux", "--kernel", "/etc/hostname"], "not an x86 Linux kernel image"),
+        (["linux", "--kernel", "/nonexistent/bzImage"], "cannot read the kernel"),
+        (["linux", "--buses", "256", "--ram", "32M"], "too little for this kernel"),
+        (["linux", "--hole-size", "64K"], "whole buses"),
+        (["ecam-scan", "--append", "quiet"], "for the linux guest"),
+        (["ecam-scan", "--no-type1", "--type1-pages", "3"], "--type1-pages needs"),
     ],
 )
 def test_bad_input_fails_cleanly(args, fragment, run_dir):

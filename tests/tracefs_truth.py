@@ -27,6 +27,10 @@ MMIO = re.compile(r"mmio (?P<type>[\w-]+) len (?P<len>\d+) gpa 0x(?P<gpa>[0-9a-f
                   r"val 0x(?P<val>[0-9a-f]+)")
 EXIT = re.compile(r"reason (?:KVM_EXIT_)?(?P<name>\w+) \((?P<num>\d+)\)")
 EXIT_NAMES = {"restart": "INTR", "error": "ERROR"}  # errno < 0: tracefs' words for them
+# On VMX/SVM: every nested page fault KVM takes, with its guest-physical address.
+PAGE_FAULT_EVENT = "kvm/kvm_page_fault"
+PAGE_FAULT = re.compile(r"address (?:0x)?(?P<gpa>[0-9a-f]+) error_code (?:0x)?(?P<code>[0-9a-f]+)")
+PF_WRITE = 0x2
 
 
 @dataclass
@@ -50,15 +54,16 @@ class Truth:
 class TraceInstance:
     """A tracefs instance of its own: other users of tracefs are not disturbed."""
 
-    def __init__(self, buffer_kb: int = 32768):
+    def __init__(self, buffer_kb: int = 32768, events: tuple[str, ...] = EVENTS):
         self.path = TRACING / "instances" / f"kvmhole-truth-{os.getpid()}"
         self.buffer_kb = buffer_kb
+        self.events = events
 
     def __enter__(self):
         self.path.mkdir()
         (self.path / "buffer_size_kb").write_text(str(self.buffer_kb))
         (self.path / "options" / "record-tgid").write_text("1")
-        for event in EVENTS:
+        for event in self.events:
             (self.path / "events" / event / "enable").write_text("1")
         return self
 
@@ -71,7 +76,7 @@ class TraceInstance:
         return (self.path / "trace").read_text().splitlines()
 
     def __exit__(self, *exc):
-        for event in EVENTS:
+        for event in self.events:
             (self.path / "events" / event / "enable").write_text("0")
         self.path.rmdir()
 
@@ -142,3 +147,18 @@ def truth(lines: list[str], tgid: int, ecam: tuple[int, int]) -> Truth:
             access(out.ecam, (gpa - ecam[0]) >> 12, gpa & 0xFFF, int(mmio["len"]),
                    mmio["type"] == "write", int(mmio["val"], 16), True, 1)
     return out
+
+
+def hole_read_faults(lines: list[str], tgid: int, holes: list[tuple[int, int]]) -> list[int]:
+    """The guest-physical addresses of the read faults of process `tgid` in `holes`, in
+    order: with the native strategy each hole read is one (no SPTE is ever made)."""
+    found = []
+    for line in lines:
+        match = LINE.match(line)
+        if not match or int(match["tgid"]) != tgid or match["event"] != "kvm_page_fault":
+            continue
+        fault = PAGE_FAULT.search(match["rest"])
+        gpa = int(fault["gpa"], 16)
+        if not int(fault["code"], 16) & PF_WRITE and any(lo <= gpa < hi for lo, hi in holes):
+            found.append(gpa)
+    return found

@@ -121,6 +121,8 @@ def _print_svm(svm: dict, console: Console) -> None:
     console.print(f"[italic]{svm['caveat']}[/]")
     if "linux_boot" in svm:
         _print_linux_boot(svm["linux_boot"], console)
+    if "kvmhole_linux" in svm:
+        _print_kvmhole_linux(svm["kvmhole_linux"], console)
 
 
 def _print_linux_boot(rows: dict, console: Console) -> None:
@@ -138,6 +140,25 @@ def _print_linux_boot(rows: dict, console: Console) -> None:
     console.print(table)
     console.print("[italic]est. userspace time: type-1 exits x the median userspace round trip "
                   "(an estimate; TCG times)[/]")
+
+
+def _print_kvmhole_linux(section: dict, console: Console) -> None:
+    table = Table(title=f"the same kernel in kvmhole's VMM (kvmhole run linux, --append "
+                        f"{section['append']}, {section['reps']} boots a row, interleaved): "
+                        "config reads of absent functions")
+    for column in ("row", "ECAM in KVM", "ECAM exits", "ECAM functions", "type-1 reads",
+                   "userspace exits", "init at s (TCG)", "wall s (TCG)"):
+        table.add_column(column, justify="right")
+    for label, row in section["rows"].items():
+        ecam, t1 = row["config"]["ecam"], row["config"]["type1"]
+        same = "" if row["counts_equal_across_reps"] else " *"
+        table.add_row(label + same, str(ecam["reads_in_kernel"]), str(ecam["read_exits"]),
+                      str(ecam["functions"]), str(t1["reads_in_kernel"] + t1["read_exits"]),
+                      str(row["userspace_exits"]), f"{row['init_s']['median']:.2f}",
+                      f"{row['wall_s']['median']:.1f}")
+    console.print(table)
+    console.print("[italic]counts from the probes (* : the boots of a row counted differently); "
+                  "times are medians, TCG's: compare ratios only[/]")
 
 
 def _print_qemu(qemu: dict, console: Console) -> None:

@@ -5,7 +5,8 @@ Debian's 6.1 kernel with kvm_amd (kvmhole.svmhost). There a mapped hole page is
 served by the (emulated) MMU after its first fault, as on real hardware, so the
 strategies' relative costs have the hardware's shape; their times are TCG's, not
 hardware's: compare ratios only. A stock Linux boot's absent-function reads are
-measured there too (kvmhole.bench.linux_boot).
+measured there too, under QEMU q35 (kvmhole.bench.linux_boot) and under kvmhole's own
+VMM per strategy and PCI shape (kvmhole.bench.kvmhole_linux).
 
 KVM there is the KVM_MEM_PCI_HOLE port (kvmhole.kernel, built once and cached), so
 `native`, the 2020 patch's own mechanism, runs beside alias, dense and exit on the
@@ -46,7 +47,7 @@ def steps() -> int:
 
 
 def _inside(pages: int, reps: int, sizes_mib=SVM_SIZES_MIB, linux_boots: bool = True) -> None:
-    from kvmhole.bench import access_cost, host, linux_boot, memory
+    from kvmhole.bench import access_cost, host, kvmhole_linux, linux_boot, memory
 
     def section(name: str, measure) -> None:
         # one line per section on stderr: a hang's report names the section it was in
@@ -58,6 +59,7 @@ def _inside(pages: int, reps: int, sizes_mib=SVM_SIZES_MIB, linux_boots: bool = 
     section("memory", lambda: memory.measure(sizes_mib, lambda: None))
     if linux_boots:  # minutes under TCG
         section("linux_boot", linux_boot.measure)
+        section("kvmhole_linux", kvmhole_linux.measure)
     (Path(os.environ["KVMHOLE_SVMHOST_OUT"]) / RESULT).write_text(json.dumps(report))
 
 

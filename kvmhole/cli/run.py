@@ -23,7 +23,14 @@ SUMMARY_STATS = ("exits", "mmio_exits", "io_exits", "insn_emulation", "halt_exit
               help="Guest-physical start of the ECAM window the hole lives in.")
 @click.option("--hole-size", type=SIZE, default=Q35_ECAM_SIZE, show_default="256M",
               help="Size of the ECAM window (1 MiB per bus).")
-@click.option("--ram", "ram_size", type=SIZE, default=64 << 20, show_default="64M",
+@click.option("--buses", type=click.IntRange(1, 256), default=None,
+              help="The ECAM window in buses (1 MiB each), instead of --hole-size: for "
+                   "linux the MCFG's bus range (256: the peer-bridge scan; 1: what "
+                   "Firecracker publishes).")
+@click.option("--type1/--no-type1", default=None,
+              help="Also answer PCI config by ports 0xCF8/0xCFC, as q35 does "
+                   "[default: yes, but not for linux].")
+@click.option("--ram", "ram_size", type=SIZE, default=None, show_default="64M; linux 256M",
               help="Guest RAM, placed below the hole.")
 @click.option("--pages", type=click.IntRange(0, (1 << 32) - 1), default=None,
               help="ecam-scan: all-ones reads to make (default 8192); mixed: per batch (64).")
@@ -38,17 +45,29 @@ SUMMARY_STATS = ("exits", "mmio_exits", "io_exits", "insn_emulation", "halt_exit
               help="ecam-scan reads RAM pages instead of the hole (the loop-cost baseline).")
 @click.option("--c-fastpath", is_flag=True,
               help="Answer hole-read exits in a C loop instead of Python (shows Python's cost).")
+@click.option("--kernel", type=click.Path(dir_okay=False), default=None,
+              help="linux: the bzImage [default: the Debian kernel the SVM host boots].")
+@click.option("--initrd", type=click.Path(dir_okay=False), default=None,
+              help="linux: the initramfs [default: busybox; reports, then powers off].")
+@click.option("--append", default="", metavar="PARAMS",
+              help="linux: kernel parameters after 'console=ttyS0 quiet panic=-1' "
+                   "(e.g. loglevel=7 to see the boot, reserve=0xcf8,8).")
+@click.option("--console", type=click.File("wb"), default=None,
+              help="linux: write the serial console here [default: stdout; stderr with "
+                   "--json].")
 @click.option("--timeout", type=DURATION, default=None,
               help="Stop the guest after this many seconds (an error).")
 @click.option("--name", default=None, help="Guest name shown by monitors (default GUEST-PID).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead.")
-def run(guest, hole, hole_base, hole_size, ram_size, pages, passes, type1_pages, devices,
-        scan_ram, c_fastpath, timeout, name, as_json):
+def run(guest, hole, hole_base, hole_size, buses, type1, ram_size, pages, passes, type1_pages,
+        devices, scan_ram, c_fastpath, kernel, initrd, append, console, timeout, name, as_json):
     config = MachineConfig(guest=guest, hole=hole, hole_base=hole_base, hole_size=hole_size,
                            ram_size=ram_size, pages=pages, passes=passes, type1_pages=type1_pages,
                            devices=list(devices), name=name, timeout=timeout,
-                           scan_ram=scan_ram, c_fastpath=c_fastpath)
-    machine = Machine(config)
+                           scan_ram=scan_ram, c_fastpath=c_fastpath, buses=buses, type1=type1,
+                           kernel=kernel, initrd=initrd, append=append)
+    console = console or (sys.stderr.buffer if as_json else sys.stdout.buffer)
+    machine = Machine(config, console=console)
     result = machine.run()
     if as_json:
         click.echo(json.dumps(result.to_dict()))
@@ -60,9 +79,17 @@ def run(guest, hole, hole_base, hole_size, ram_size, pages, passes, type1_pages,
         stopped = isinstance(machine.error, GuestStopped)
         sys.exit(128 + machine.error.signum if stopped else 1)
     if result.status != "ok":
-        click.echo(f"kvmhole: error: guest {result.guest} reported failures: "
-                   f"{result.guest_result}", err=True)
+        click.echo(f"kvmhole: error: {_failure(result)}", err=True)
         sys.exit(1)
+
+
+def _failure(r) -> str:
+    g = r.guest_result
+    if "end" not in g:
+        return f"guest {r.guest} reported failures: {g}"
+    if not g["init"]:  # Linux: what its console said last is where to look
+        return f"the guest's {g['end']} came before its init reported (see its console)"
+    return f"the guest's init reported, but it ended by {g['end']}, not a power-off"
 
 
 def _summary(r) -> None:
@@ -70,12 +97,18 @@ def _summary(r) -> None:
     stats = ", ".join(f"{k} {r.kvm_stats[k]}" for k in SUMMARY_STATS if k in r.kvm_stats)
     g = r.guest_result
     click.echo(f"{r.name}: {r.guest} with hole={r.hole} "
-               f"({r.hole_size >> 20} MiB at {r.hole_base:#x}, {r.hole_pages} hole pages, "
+               f"({r.hole_size >> 20} MiB at {r.hole_base:#x}, {r.buses} buses, "
+               f"type-1 {'on' if r.type1 else 'off'}, {r.hole_pages} hole pages, "
                f"{r.memslots} memslots)")
-    click.echo(f"  guest:           {g['hole_reads']} all-ones reads, {g['present_reads']} "
-               f"present-device reads, {g['hole_writes']} hole writes -> {r.status}")
-    click.echo(f"  userspace exits: {exits} (hole reads {r.hole_read_exits} by ECAM, "
-               f"{r.type1_hole_read_exits} by type-1, "
+    if "end" in g:
+        click.echo(f"  guest:           init {'reached' if g['init'] else 'not reached'}, "
+                   f"ended by {g['end'] or 'nothing'} -> {r.status}")
+    else:
+        click.echo(f"  guest:           {g['hole_reads']} all-ones reads, {g['present_reads']} "
+                   f"present-device reads, {g['hole_writes']} hole writes -> {r.status}")
+    click.echo(f"  userspace exits: {exits} (hole reads {r.hole_read_exits} by ECAM of "
+               f"{r.hole_functions} functions, {r.type1_hole_read_exits} by type-1 of "
+               f"{r.type1_hole_functions}, "
                f"hole writes {r.hole_write_exits}, device {r.device_mmio_exits})")
     click.echo(f"  KVM stats:       {stats}")
     click.echo(f"  wall {r.wall_s:.3f} s, RSS {r.rss_bytes / 1e6:.1f} MB "

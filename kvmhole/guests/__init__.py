@@ -23,6 +23,7 @@ class Guest:
     source: str
     summary: str
     finishes: bool = True
+    boots_linux: bool = False  # a Linux kernel (the boot protocol), not a flat binary
 
 
 GUESTS = {
@@ -37,6 +38,8 @@ GUESTS = {
               finishes=False),
         Guest("triple-fault", "triple_fault.c",
               "crashes on purpose (#UD without an IDT) to show how failures are reported"),
+        Guest("linux", "", "a stock x86-64 Linux kernel booted into a busybox initramfs "
+              "that reports and powers off", boots_linux=True),
     )
 }
 

@@ -14,7 +14,7 @@ _IOCTLS = """
 KVM_GET_API_VERSION KVM_CREATE_VM KVM_CHECK_EXTENSION KVM_GET_VCPU_MMAP_SIZE
 KVM_GET_SUPPORTED_CPUID KVM_CREATE_VCPU KVM_SET_USER_MEMORY_REGION
 KVM_SET_TSS_ADDR KVM_GET_STATS_FD KVM_RUN KVM_GET_REGS KVM_SET_REGS KVM_GET_SREGS
-KVM_SET_SREGS KVM_SET_CPUID2
+KVM_SET_SREGS KVM_SET_CPUID2 KVM_CREATE_IRQCHIP KVM_CREATE_PIT2 KVM_IRQ_LINE
 """
 
 _CONSTANTS = """
@@ -30,7 +30,7 @@ KVM_EXIT_NOTIFY
 KVM_EXIT_IO_OUT
 KVM_INTERNAL_ERROR_EMULATION KVM_INTERNAL_ERROR_SIMUL_EX
 KVM_INTERNAL_ERROR_DELIVERY_EV KVM_INTERNAL_ERROR_UNEXPECTED_EXIT_REASON
-KVM_CAP_NR_MEMSLOTS KVM_CAP_READONLY_MEM
+KVM_CAP_NR_MEMSLOTS KVM_CAP_READONLY_MEM KVM_CAP_TSC_DEADLINE_TIMER KVM_PIT_SPEAKER_DUMMY
 """
 
 _LIBC_CONSTANTS = """
@@ -76,6 +76,8 @@ struct kvm_stats_desc {
     __u32 flags; __s16 exponent; __u16 size; __u32 offset; __u32 bucket_size;
     char name[];
 };
+struct kvm_pit_config { __u32 flags; ...; };
+struct kvm_irq_level { __u32 irq; __u32 level; ...; };
 struct kvm_run { __u32 exit_reason; ...; };
 typedef struct { __u64 phys_addr; __u8 data[8]; __u32 len; __u8 is_write; } kh_exit_mmio;
 typedef struct { __u8 direction; __u8 size; __u16 port; __u32 count; __u64 data_offset; }

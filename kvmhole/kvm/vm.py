@@ -35,6 +35,21 @@ class Vm:
     def set_tss_addr(self, addr: int) -> None:
         ioctl_val(self.fd, "KVM_SET_TSS_ADDR", addr)
 
+    def create_irqchip(self) -> None:
+        """KVM's own PIC, IOAPIC and local APICs (before any vCPU exists): interrupts are
+        delivered, and a halted vCPU waits, inside KVM."""
+        ioctl_val(self.fd, "KVM_CREATE_IRQCHIP", 0)
+
+    def create_pit2(self) -> None:
+        """KVM's own i8254 timer (after the irqchip), its speaker port a dummy."""
+        config = ffi.new("struct kvm_pit_config *", {"flags": lib.KVM_PIT_SPEAKER_DUMMY})
+        ioctl(self.fd, "KVM_CREATE_PIT2", config)
+
+    def irq_line(self, irq: int, level: bool) -> None:
+        """Drive interrupt line `irq` (a GSI of the in-kernel irqchip) high or low."""
+        ioctl(self.fd, "KVM_IRQ_LINE", ffi.new("struct kvm_irq_level *",
+                                                {"irq": irq, "level": int(level)}))
+
     def stats(self) -> StatsFd:
         return open_stats(ioctl_val(self.fd, "KVM_GET_STATS_FD"))
 

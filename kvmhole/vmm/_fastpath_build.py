@@ -11,7 +11,7 @@ from cffi import FFI
 ffibuilder = FFI()
 ffibuilder.cdef("""
 struct kvm_run;
-struct kh_fastpath_counts { uint64_t hole_reads; };
+struct kh_fastpath_counts { uint64_t hole_reads; uint8_t *pages_read; };
 int kh_fastpath_run(int vcpu_fd, struct kvm_run *run, uint64_t ecam_base, uint64_t ecam_size,
                     const uint64_t *present, size_t n_present,
                     struct kh_fastpath_counts *counts);
@@ -24,7 +24,8 @@ ffibuilder.set_source(
 #include <sys/ioctl.h>
 #include <linux/kvm.h>
 
-struct kh_fastpath_counts { uint64_t hole_reads; };
+/* pages_read: one bit per 4 KiB page of the window, set when a hole read touched it */
+struct kh_fastpath_counts { uint64_t hole_reads; uint8_t *pages_read; };
 
 static int is_present(uint64_t page, const uint64_t *present, size_t n)
 {
@@ -49,6 +50,8 @@ static int kh_fastpath_run(int vcpu_fd, struct kvm_run *run, uint64_t ecam_base,
             is_present(addr & ~0xfffull, present, n_present))
             return 0;
         memset(run->mmio.data, 0xff, run->mmio.len);
+        uint64_t page = (addr - ecam_base) >> 12;
+        counts->pages_read[page >> 3] |= 1u << (page & 7);
         counts->hole_reads++;
     }
 }

@@ -1,5 +1,7 @@
 """A machine's configuration, checked and worked out before any VM exists: the guest,
-its PCI functions, the memory map, the hole strategy and the parameters the guest reads.
+its PCI shape and functions, the memory map, the hole strategy, and what the guest
+reads at start (kvmhole's guests: their parameters; Linux: kernel, initrd, command
+line and ACPI tables, all from the same map and PCI shape).
 
 Everything a user can get wrong is a ConfigError from here, before the first ioctl.
 """
@@ -10,12 +12,16 @@ from kvmhole import guests
 from kvmhole.errors import ConfigError
 from kvmhole.guests import protocol
 from kvmhole.vmm import strategies
+from kvmhole.vmm.boot import linux
 from kvmhole.vmm.memmap import PAGE, Q35_ECAM_BASE, Q35_ECAM_SIZE, build_memory_map
-from kvmhole.vmm.pci import host_bridge, parse_device
+from kvmhole.vmm.pci import BUS_SIZE, PciShape, host_bridge, parse_device
 from kvmhole.vmm.registry import MAX_NAME, host_pid
 
 DEFAULT_PAGES = {"ecam-scan": 8192, "mixed": 64}
 DEFAULT_PAUSE_US = 10_000
+DEFAULT_RAM = 64 << 20
+LINUX_RAM = 256 << 20  # Debian's kernel decompresses at 16 MiB into ~60 MiB
+MAX_BUSES = 256
 
 
 @dataclass
@@ -24,7 +30,7 @@ class MachineConfig:
     hole: str = "auto"
     hole_base: int = Q35_ECAM_BASE
     hole_size: int = Q35_ECAM_SIZE
-    ram_size: int = 64 << 20
+    ram_size: int | None = None  # default: DEFAULT_RAM, LINUX_RAM for Linux
     pages: int | None = None
     passes: int = 1  # ecam-scan: scans of the same pages
     type1_pages: int = 0  # ecam-scan: then absent-function reads by type-1 port I/O
@@ -34,6 +40,11 @@ class MachineConfig:
     scan_ram: bool = False  # ecam-scan reads RAM pages instead (the loop-cost baseline)
     pause_us: int = DEFAULT_PAUSE_US
     c_fastpath: bool = False  # serve hole reads in a C loop: Python's cost on the hot path
+    buses: int | None = None  # the ECAM window in buses (instead of hole_size)
+    type1: bool | None = None  # answer 0xCF8/0xCFC too (default: yes, except for Linux)
+    kernel: str | None = None  # Linux: bzImage (default: the SVM host's Debian kernel)
+    initrd: str | None = None  # Linux: initramfs (default: busybox, reports, powers off)
+    append: str = ""  # Linux: added to the command line
 
 
 class Blueprint:
@@ -44,8 +55,18 @@ class Blueprint:
         self.config = config
         self.guest = guests.get(config.guest)
         self.functions = [host_bridge(), *(parse_device(spec) for spec in config.devices)]
-        self.map = build_memory_map(config.ram_size, config.hole_base, config.hole_size,
+        boots_linux = self.guest.boots_linux
+        ram = config.ram_size or (LINUX_RAM if boots_linux else DEFAULT_RAM)
+        self.map = build_memory_map(ram, config.hole_base, self._ecam_size(),
                                     [f.bdf for f in self.functions])
+        type1 = config.type1 if config.type1 is not None else not boots_linux
+        self.pci = PciShape(self.map.ecam.start, -(-self.map.ecam.size // BUS_SIZE), type1)
+        self.linux = linux.resolve(config.kernel, config.initrd, config.append, self.map,
+                                   self.pci) if boots_linux else None
+        if not boots_linux and (config.kernel or config.initrd or config.append):
+            raise ConfigError("--kernel, --initrd and --append are for the linux guest")
+        if config.type1_pages and not type1:
+            raise ConfigError("--type1-pages needs the type-1 ports: drop --no-type1")
         self.pages = config.pages if config.pages is not None else DEFAULT_PAGES.get(
             config.guest, 0)
         self._check_pages()
@@ -54,7 +75,18 @@ class Blueprint:
         if len(self.name) > MAX_NAME:
             raise ConfigError(f"the guest name is {len(self.name)} characters long; at most "
                               f"{MAX_NAME}")
-        self.params = self._params()
+        self.params = {} if boots_linux else self._params()
+
+    def _ecam_size(self) -> int:
+        """The window: --buses whole buses, or --hole-size bytes."""
+        if self.config.buses is None:
+            if self.guest.boots_linux and self.config.hole_size % BUS_SIZE:
+                raise ConfigError("Linux's MCFG describes whole buses: give --buses, or a "
+                                  "--hole-size that is a multiple of 1 MiB")
+            return self.config.hole_size
+        if not 1 <= self.config.buses <= MAX_BUSES:
+            raise ConfigError(f"--buses must be between 1 and {MAX_BUSES}")
+        return self.config.buses * BUS_SIZE
 
     def _check_pages(self) -> None:
         if self.config.pages is not None and self.config.guest not in DEFAULT_PAGES:

@@ -1,5 +1,6 @@
 """Build the VM a Blueprint describes: guest RAM with the guest loaded, the hole's
-memslots, one vCPU in long mode, and the binary stats fds that monitors copy.
+memslots, one vCPU in long mode, and the binary stats fds that monitors copy. A Linux
+guest also gets KVM's irqchip and PIT, and CPUID with the TSC-deadline timer.
 
 A BuiltVm owns every fd and mapping it made and closes all of them when its `with`
 block ends, whichever way it ends; a build that fails halfway closes what it had made.
@@ -12,6 +13,7 @@ from kvmhole.guests import protocol
 from kvmhole.kvm import System, sum_stats
 from kvmhole.vmm import hostmem, longmode, strategies
 from kvmhole.vmm.blueprint import Blueprint
+from kvmhole.vmm.boot import layout, linux
 from kvmhole.vmm.devices import ALL_ONES
 from kvmhole.vmm.memmap import PAGE
 
@@ -46,13 +48,22 @@ class BuiltVm:
         vm = system.create_vm()
         resources.callback(vm.close)
         vm.set_tss_addr(TSS_ADDR)
+        if plan.linux is not None:
+            vm.create_irqchip()
+            vm.create_pit2()
+        self.vm = vm
         vm.set_user_memory_region(0, 0, memory_map.ram.size, ram_mapping.addr)
         backing = strategies.STRATEGIES[plan.strategy].install(vm, memory_map, self.slots)
         resources.callback(backing.close)
         resources.callback(vm.close)  # again, so the VM goes before the memory behind it
         self.vcpu = vm.create_vcpu(0)
-        longmode.enter_long_mode(self.vcpu, system.supported_cpuid(), protocol.LOAD_ADDR,
-                                 protocol.STACK_TOP)
+        if plan.linux is None:
+            longmode.enter_long_mode(self.vcpu, system.supported_cpuid(), protocol.LOAD_ADDR,
+                                     protocol.STACK_TOP)
+        else:  # boot.rst's 64-bit entry: %rsi is the zero page
+            longmode.enter_long_mode(self.vcpu, _linux_cpuid(system), plan.linux.entry,
+                                     layout.STACK_TOP, linux.LINUX_LAYOUT,
+                                     rsi=layout.ZERO_PAGE_ADDR)
         # open while the guest runs: monitors copy the vCPU's out of this process
         self._stats = [resources.enter_context(self.vcpu.stats()),
                        resources.enter_context(vm.stats())]
@@ -67,8 +78,30 @@ class BuiltVm:
             self.ram[protocol.RESULT_ADDR : protocol.RESULT_ADDR + protocol.RESULT_SIZE]))
 
 
+CPUID_FEATURES, ECX_TSC_DEADLINE, ECX_HYPERVISOR = 1, 1 << 24, 1 << 31
+
+
+def _linux_cpuid(system):
+    """KVM's supported CPUID, plus two bits a VMM sets itself: "running under a
+    hypervisor" (without it Linux never looks at KVM's leaves, so no kvmclock: no TSC
+    frequency on a machine with no PIT or HPET to calibrate against), and the
+    TSC-deadline timer KVM emulates (KVM_CAP_TSC_DEADLINE_TIMER), so the local APIC's
+    timer needs no calibration either."""
+    cpuid = system.supported_cpuid()
+    bits = ECX_HYPERVISOR
+    if system.check_extension("KVM_CAP_TSC_DEADLINE_TIMER"):
+        bits |= ECX_TSC_DEADLINE
+    for i in range(cpuid.nent):
+        if cpuid.entries[i].function == CPUID_FEATURES:
+            cpuid.entries[i].ecx |= bits
+    return cpuid
+
+
 def _load(ram, plan: Blueprint) -> None:
     """Guest RAM before the first instruction: image, boot tables, parameters."""
+    if plan.linux is not None:
+        linux.load(ram, plan.linux, plan.map)
+        return
     image = guests.image(plan.guest.name)
     ram[protocol.LOAD_ADDR : protocol.LOAD_ADDR + len(image)] = image
     longmode.write_boot_tables(ram, max(plan.map.ram.end, plan.map.ecam.end))

@@ -1,12 +1,17 @@
 """What the VMM answers when an access exits to userspace: the ECAM window
 (present functions' config space, and the hole for the `exit` strategy and for
-writes), the same config space by type-1 port I/O, and the guest protocol's ports."""
+writes), the same config space by type-1 port I/O (if the machine has it), and the
+port devices: kvmhole's guest protocol, or a Linux machine's UART and power control.
+
+A port device has `ports` (a range) and read(port, size) -> bytes and
+write(port, data) -> an Action for the run loop, or None to resume."""
 
 from collections import Counter
 from dataclasses import dataclass, field
 
 from kvmhole.guests import protocol
-from kvmhole.vmm.memmap import MemoryMap
+from kvmhole.vmm.actions import Finish, Pause
+from kvmhole.vmm.memmap import PAGE, MemoryMap
 from kvmhole.vmm.pci import FUNCTION_SIZE, PciFunction
 
 ALL_ONES = b"\xff" * 8
@@ -20,16 +25,20 @@ class ExitCounts:
     userspace_exits: Counter = field(default_factory=Counter)  # reason -> count
     hole_read_exits: int = 0  # by ECAM
     type1_hole_read_exits: int = 0  # data reads of absent functions by type-1 port I/O
+    hole_functions: set = field(default_factory=set)  # ECAM pages of hole reads, distinct
+    type1_hole_functions: set = field(default_factory=set)  # the same, by type-1
     hole_write_exits: int = 0  # by either mechanism
     device_mmio_exits: int = 0
     unassigned_exits: int = 0
     hole_writes: list[dict] = field(default_factory=list)
 
-    def add_hole_read_exits(self, n: int) -> None:
-        """n ECAM hole reads answered by a run loop's fast path, each one MMIO exit."""
+    def add_hole_read_exits(self, n: int, pages=()) -> None:
+        """n ECAM hole reads answered by a run loop's fast path, each one MMIO exit, of
+        the function `pages` (guest-physical page numbers)."""
         if n:  # a reason the guest never exited for stays out of its exits
             self.userspace_exits["MMIO"] += n
             self.hole_read_exits += n
+        self.hole_functions.update(pages)
 
 
 class EcamWindow:
@@ -52,8 +61,10 @@ class EcamWindow:
             return function.read(addr - page, length)
         if type1:
             self.counts.type1_hole_read_exits += 1
+            self.counts.type1_hole_functions.add(addr // PAGE)
         else:
             self.counts.hole_read_exits += 1
+            self.counts.hole_functions.add(addr // PAGE)
         return ALL_ONES[:length]
 
     def write(self, addr: int, data: bytes) -> None:
@@ -108,11 +119,40 @@ class ConfigPorts:
         return addr if self.address & 0x8000_0000 and addr in self.ecam else None
 
 
-class Devices:
-    """Everything an exit can reach: the ECAM window, the type-1 config ports, and the
-    account of the exits they handled."""
+class ProtocolPorts:
+    """kvmhole's guests' ports (guests/src/protocol.h): done, progress, sleep."""
 
-    def __init__(self, memory_map: MemoryMap, functions: list[PciFunction]):
+    ports = range(protocol.PORT_DONE, protocol.PORT_SLEEP + 4)
+
+    def read(self, port: int, size: int) -> bytes:
+        return ALL_ONES[:size]
+
+    def write(self, port: int, data: bytes):
+        value = int.from_bytes(data, "little")
+        if port == protocol.PORT_DONE:
+            return Finish(value)
+        if port == protocol.PORT_SLEEP:
+            return Pause(value / 1e6)
+        return None  # PORT_PROGRESS: the result block is up to date
+
+
+class Devices:
+    """Everything an exit can reach: the ECAM window, the type-1 config ports (type1),
+    the port devices (default: kvmhole's guest protocol), and the account of the exits
+    they handled."""
+
+    def __init__(self, memory_map: MemoryMap, functions: list[PciFunction], type1: bool = True,
+                 ports: list | None = None):
         self.counts = ExitCounts()
         self.ecam = EcamWindow(memory_map, functions, self.counts)
-        self.config_ports = ConfigPorts(self.ecam)
+        self.config_ports = ConfigPorts(self.ecam) if type1 else None
+        self.ports = [ProtocolPorts()] if ports is None else ports
+
+    def port_device(self, port: int):
+        """The device that decodes `port`, or None."""
+        if self.config_ports is not None and port in self.config_ports:
+            return self.config_ports
+        for device in self.ports:
+            if port in device.ports:
+                return device
+        return None

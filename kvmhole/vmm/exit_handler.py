@@ -5,9 +5,6 @@ no KVM, no clock, no sleeping. The run loop (run_loop.py) carries the actions ou
 this part is tested with exits made by hand (tests/test_exit_handler.py).
 """
 
-from dataclasses import dataclass
-
-from kvmhole.guests import protocol
 from kvmhole.kvm import (
     FailEntryExit,
     HltExit,
@@ -20,37 +17,10 @@ from kvmhole.kvm import (
     ShutdownExit,
     VcpuExit,
 )
+from kvmhole.vmm.actions import RESUME, Action, Fail, Finish, Pause, Resume
 from kvmhole.vmm.devices import ALL_ONES, Devices
 
-
-@dataclass(frozen=True)
-class Resume:
-    """Enter the guest again."""
-
-
-@dataclass(frozen=True)
-class Pause:
-    """The guest asked to wait this long (PORT_SLEEP), then go on."""
-
-    seconds: float
-
-
-@dataclass(frozen=True)
-class Finish:
-    """The guest reported that it is done (PORT_DONE), with this status."""
-
-    status: int
-
-
-@dataclass(frozen=True)
-class Fail:
-    """The guest cannot go on: the run ends with a GuestError saying why."""
-
-    reason: str
-
-
-Action = Resume | Pause | Finish | Fail
-RESUME = Resume()
+__all__ = ["RESUME", "Action", "Fail", "Finish", "Pause", "Resume", "handle_exit"]
 
 
 def handle_exit(exit_: VcpuExit, devices: Devices) -> Action:
@@ -69,30 +39,22 @@ def handle_exit(exit_: VcpuExit, devices: Devices) -> Action:
             devices.counts.unassigned_exits += 1
         return RESUME
     if isinstance(exit_, PortIn):
-        if exit_.port in devices.config_ports:
-            exit_.respond(devices.config_ports.read(exit_.port, exit_.size))
-        else:
+        device = devices.port_device(exit_.port)
+        if device is not None and exit_.count == 1:
+            exit_.respond(device.read(exit_.port, exit_.size))
+        else:  # nothing decodes it (or a string read): the bus floats high
             devices.counts.unassigned_exits += 1
             exit_.respond(b"\xff" * (exit_.size * exit_.count))
         return RESUME
     if isinstance(exit_, PortOut):
-        return _port_out(exit_, devices)
+        device = devices.port_device(exit_.port)
+        if device is None:
+            devices.counts.unassigned_exits += 1
+            return RESUME
+        return device.write(exit_.port, exit_.data[: exit_.size]) or RESUME
     if isinstance(exit_, IntrExit):
         return RESUME  # a signal: its Python handler runs now (timeout, Ctrl-C)
     return Fail(_why_it_stopped(exit_))
-
-
-def _port_out(exit_: PortOut, devices: Devices) -> Action:
-    """A config port, or the guest protocol's ports (done, sleep, progress)."""
-    if exit_.port in devices.config_ports:
-        devices.config_ports.write(exit_.port, exit_.data[: exit_.size])
-    elif exit_.port == protocol.PORT_DONE:
-        return Finish(exit_.value)
-    elif exit_.port == protocol.PORT_SLEEP:
-        return Pause(exit_.value / 1e6)
-    elif exit_.port != protocol.PORT_PROGRESS:
-        devices.counts.unassigned_exits += 1
-    return RESUME
 
 
 def _why_it_stopped(exit_: VcpuExit) -> str:

@@ -17,10 +17,18 @@ class CFastPath:
         self.n_present = len(functions)
         self.window = (memory_map.ecam.start, memory_map.ecam.size)
         self.counts = self.ffi.new("struct kh_fastpath_counts *")
+        self._pages_read = self.ffi.new("uint8_t[]", -(-memory_map.ecam.size // 4096 // 8))
+        self.counts.pages_read = self._pages_read
 
     @property
     def hole_reads(self) -> int:
         return self.counts.hole_reads
+
+    def pages_read(self) -> list[int]:
+        """The guest-physical page numbers of the functions hole reads touched."""
+        bits, first = bytes(self.ffi.buffer(self._pages_read)), self.window[0] >> 12
+        return [first + i * 8 + bit for i, byte in enumerate(bits) if byte
+                for bit in range(8) if byte >> bit & 1]
 
     def run(self):
         ret = self.lib.kh_fastpath_run(self.vcpu.fd, self.run_struct, *self.window, self.present,

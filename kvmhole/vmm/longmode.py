@@ -8,6 +8,7 @@ loop reports as a crash rather than letting a broken guest spin.
 """
 
 import struct
+from dataclasses import dataclass
 
 from kvmhole.guests import protocol
 
@@ -17,15 +18,33 @@ CR4_PAE = 0x20
 EFER_LME, EFER_LMA = 0x100, 0x400
 GIB, TWO_MIB, PAGE = 1 << 30, 2 << 20, 4096
 
-# null, 64-bit code (selector 0x08), flat data (selector 0x10)
-GDT = struct.pack("<3Q", 0, 0x00AF9A000000FFFF, 0x00CF92000000FFFF)
-CODE_SELECTOR, DATA_SELECTOR = 0x08, 0x10
+CODE_64, DATA_FLAT = 0x00AF9A000000FFFF, 0x00CF92000000FFFF
 
 
-def page_tables(map_end: int) -> bytes:
+@dataclass(frozen=True)
+class Layout:
+    """Where the GDT and page tables go, and the selectors of the code and data segments."""
+
+    gdt_addr: int
+    page_tables_addr: int
+    code_selector: int
+    data_selector: int
+
+    @property
+    def gdt(self) -> bytes:
+        entries = [0] * (max(self.code_selector, self.data_selector) // 8 + 1)
+        entries[self.code_selector // 8] = CODE_64
+        entries[self.data_selector // 8] = DATA_FLAT
+        return struct.pack(f"<{len(entries)}Q", *entries)
+
+
+# kvmhole's own guests: null, 64-bit code (selector 0x08), flat data (selector 0x10)
+GUEST_LAYOUT = Layout(protocol.GDT_ADDR, protocol.PAGE_TABLES_ADDR, 0x08, 0x10)
+
+
+def page_tables(map_end: int, base: int = protocol.PAGE_TABLES_ADDR) -> bytes:
     """PML4 + one PDPT + one page directory per GiB, identity-mapping [0, map_end)."""
     gibs = max(1, -(-map_end // GIB))
-    base = protocol.PAGE_TABLES_ADDR
     pml4 = struct.pack("<Q", (base + PAGE) | PTE_PRESENT | PTE_WRITE).ljust(PAGE, b"\0")
     pdpt = b"".join(
         struct.pack("<Q", (base + (2 + i) * PAGE) | PTE_PRESENT | PTE_WRITE) for i in range(gibs)
@@ -45,27 +64,29 @@ def _segment(seg, selector: int, code: bool) -> None:
     seg.l, seg.db = (1, 0) if code else (0, 1)
 
 
-def write_boot_tables(ram, map_end: int) -> None:
+def write_boot_tables(ram, map_end: int, layout: Layout = GUEST_LAYOUT) -> None:
     """GDT and page tables into guest RAM (a writable buffer starting at GPA 0)."""
-    tables = page_tables(map_end)
-    start = protocol.PAGE_TABLES_ADDR
-    ram[protocol.GDT_ADDR : protocol.GDT_ADDR + len(GDT)] = GDT
+    tables, gdt = page_tables(map_end, layout.page_tables_addr), layout.gdt
+    start = layout.page_tables_addr
+    ram[layout.gdt_addr : layout.gdt_addr + len(gdt)] = gdt
     ram[start : start + len(tables)] = tables
 
 
-def enter_long_mode(vcpu, cpuid, entry: int, stack_top: int) -> None:
+def enter_long_mode(vcpu, cpuid, entry: int, stack_top: int, layout: Layout = GUEST_LAYOUT,
+                    rsi: int = 0) -> None:
+    """Long mode at `entry` with interrupts off; rsi: the Linux zero page's address."""
     vcpu.set_cpuid2(cpuid)
     sregs = vcpu.get_sregs()
-    _segment(sregs.cs, CODE_SELECTOR, code=True)
+    _segment(sregs.cs, layout.code_selector, code=True)
     for seg in (sregs.ds, sregs.es, sregs.fs, sregs.gs, sregs.ss):
-        _segment(seg, DATA_SELECTOR, code=False)
-    sregs.gdt.base, sregs.gdt.limit = protocol.GDT_ADDR, len(GDT) - 1
+        _segment(seg, layout.data_selector, code=False)
+    sregs.gdt.base, sregs.gdt.limit = layout.gdt_addr, len(layout.gdt) - 1
     sregs.idt.base, sregs.idt.limit = 0, 0
-    sregs.cr3 = protocol.PAGE_TABLES_ADDR
+    sregs.cr3 = layout.page_tables_addr
     sregs.cr4 = CR4_PAE
     sregs.cr0 = CR0_PE | CR0_ET | CR0_NE | CR0_WP | CR0_PG
     sregs.efer = EFER_LME | EFER_LMA
     vcpu.set_sregs(sregs)
     regs = vcpu.get_regs()
-    regs.rip, regs.rsp, regs.rflags = entry, stack_top, 0x2
+    regs.rip, regs.rsp, regs.rflags, regs.rsi = entry, stack_top, 0x2, rsi
     vcpu.set_regs(regs)

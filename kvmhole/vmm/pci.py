@@ -14,6 +14,10 @@ DEFAULT_DEVICE_ID = (0x1B36, 0x0001)  # a generic "QEMU PCI-PCI bridge"-style ID
 # device, command, status, revision, class): all-ones in them means the function is
 # absent, which is how the probes decide presence.
 IDENTITY_END = 0x0C
+# The base address registers and the expansion ROM BAR: hard-wired to zero, as in a
+# function without BARs (a kernel sizes them by writing all-ones and reading back; a
+# writable one would show it a BAR that is not there).
+BARS, ROM_BAR = range(0x10, 0x28), range(0x30, 0x34)
 
 
 @dataclass(frozen=True, order=True)
@@ -69,17 +73,17 @@ class PciFunction:
         return bytes(self.config[offset : offset + length])
 
     def write(self, offset: int, data: bytes) -> None:
-        # The command/status word (0x04-0x07) and everything from 0x0c on are
-        # guest-writable; the identity registers (vendor/device ID at 0x00-0x03,
+        # The command/status word (0x04-0x07) and everything from 0x0c on but the BARs
+        # are guest-writable; the identity registers (vendor/device ID at 0x00-0x03,
         # revision and class code at 0x08-0x0b) stay read-only as on real hardware,
-        # byte by byte, whatever the width and alignment of the write.
+        # and the BARs zero, byte by byte, whatever the width and alignment of the write.
         for i, byte in enumerate(data[: FUNCTION_SIZE - offset]):
             if not _read_only(offset + i):
                 self.config[offset + i] = byte
 
 
 def _read_only(offset: int) -> bool:
-    return offset < 0x04 or 0x08 <= offset < IDENTITY_END
+    return offset < 0x04 or 0x08 <= offset < IDENTITY_END or offset in BARS or offset in ROM_BAR
 
 
 def parse_device(spec: str) -> PciFunction:
@@ -98,3 +102,17 @@ def parse_device(spec: str) -> PciFunction:
 
 def host_bridge() -> PciFunction:
     return PciFunction(Bdf(0, 0, 0), *HOST_BRIDGE_ID)
+
+
+@dataclass(frozen=True)
+class PciShape:
+    """The machine's PCI: an ECAM window for buses 0..buses-1 (the MCFG's and the host
+    bridge's bus range), and whether type-1 ports 0xCF8/0xCFC answer too."""
+
+    ecam_base: int
+    buses: int
+    type1: bool
+
+    @property
+    def ecam_size(self) -> int:
+        return self.buses * BUS_SIZE
