@@ -17,7 +17,7 @@ from kvmhole.kvm._kvm_cffi import lib
 
 from kvmhole.kvm import KvmError, MmioRead, MmioWrite, PortOut, System
 from kvmhole.vmm import hostmem, longmode
-from kvmhole.vmm.strategies import KVM_MEM_PCI_HOLE_BITS, native_flag
+from kvmhole.vmm.strategies import KVM_MEM_PCI_HOLE_BITS, native_flag, native_support
 
 # The patch's selftest: slot 10 at 0xc0000000, 4 pages, no backing.
 SLOT, GPA, SIZE = 10, 0xC0000000, 0x4000
@@ -224,6 +224,30 @@ def bench() -> dict:
     return json.loads((Path(os.environ["KVMHOLE_SVMHOST_OUT"]) / svm.RESULT).read_text())
 
 
+def modules() -> dict:
+    """Which file modprobe takes for KVM's modules, and what the loaded ones say they are:
+    the port's have a version (build-modules.sh), Debian's stock ones none."""
+    found = {}
+    for name in ("kvm", "kvm_amd"):
+        file = subprocess.run(["/sbin/modinfo", "-n", name], capture_output=True,
+                              text=True).stdout.strip()
+        signer = subprocess.run(["/sbin/modinfo", "-F", "signer", file], capture_output=True,
+                                text=True).stdout.strip()
+        loaded = Path("/sys/module") / name
+        version = loaded / "version"
+        found[name] = {"file": file, "signer": signer,
+                       "version": version.read_text().strip() if version.exists() else None,
+                       "taint": (loaded / "taint").read_text().strip()}
+    return found
+
+
+def native_refused() -> dict:
+    """`kvmhole run --hole native` where the kernel has no port: one error line."""
+    done = subprocess.run([sys.executable, "-m", "kvmhole", "run", "ecam-scan", "--hole",
+                           "native"], capture_output=True, text=True)
+    return {"returncode": done.returncode, "stderr": done.stderr}
+
+
 def mark(line: str) -> None:
     """Put `line` in the kernel log, so each check's messages can be told apart."""
     with open("/dev/kmsg", "w") as kmsg:
@@ -236,9 +260,11 @@ def kernel_log() -> list[str]:
 
 
 def main(names: list[str]) -> None:
-    """Run the checks named (all by default); one JSON line on stdout."""
+    """Run the checks named (all but native_refused by default); one JSON line on
+    stdout."""
     with open("/sys/module/kvm_amd/parameters/npt") as npt:
-        report, log = {"npt": npt.read().strip() == "Y", "flag": native_flag(),
+        report, log = {"npt": npt.read().strip() == "Y",
+                       "flag": native_flag() if native_support()[0] else None,
                        "kernel": os.uname().release}, kernel_log()
     with System() as system:
         checks = {
@@ -252,11 +278,13 @@ def main(names: list[str]) -> None:
             "trace_native": trace_native,
             "bench": bench,
         }
+        # Not run by default: before the port is installed, and after it is removed.
+        stock = {"modules": modules, "native_refused": native_refused}
         signal.signal(signal.SIGALRM, lambda *_: None)
-        for name in names or checks:
+        for name in names or ["modules", *checks]:
             mark(f"pci_hole_checks: {name}")
             signal.alarm(WATCHDOG_S)
-            report[name] = checks[name]()
+            report[name] = {**checks, **stock}[name]()
             signal.alarm(0)
             now = kernel_log()
             report[name + "_dmesg"] = now[len(log):]
