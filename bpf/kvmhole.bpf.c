@@ -104,6 +104,7 @@ struct vcpu_state {
 	u32 out_pending;      /* a port write was traced; an IO exit now is that write's */
 	u32 out_port;
 	u32 in_exited;        /* the last IO exit was a port read: its kvm_pio comes on re-entry */
+	u32 blind;            /* first seen inside KVM_RUN: the exit before it was missed */
 };
 
 struct function_key {
@@ -165,6 +166,14 @@ BPF_TASK_STORAGE(walks, struct walk);
  * one array read, without looking up the thread's storage.
  */
 BPF_ARRAY(data_walks, u64, 1);
+/*
+ * 1 once every probe is attached. bcc attaches them one by one while guests run: a
+ * port read completed in a window where kvm_pio was attached and kvm_userspace_exit
+ * not yet looked served in the kernel (a monitor attached mid-run counted 104 of a
+ * guest's type-1 reads in the kernel, which no type-1 read ever is). Until then no
+ * vCPU state is made, so nothing is classified.
+ */
+BPF_ARRAY(armed, u32, 1);
 
 /* This thread's data-read walk, if it has one under way, is over. */
 static __always_inline void end_data_walk(u64 *in_flight)
@@ -217,13 +226,24 @@ static __always_inline struct guest_counts *counts_of(u32 tgid)
 	return counts.lookup(&tgid);
 }
 
-static __always_inline struct vcpu_state *vcpu_of(u32 tid, u32 tgid)
+/*
+ * The vCPU thread's state, made on first sight once the probes are armed. Made
+ * anywhere but at an exit (seen_exit), it is blind: the vCPU may be re-entering
+ * KVM_RUN after an exit the probes missed, so the port read it completes first is
+ * of unknown fate and is not counted.
+ */
+static __always_inline struct vcpu_state *vcpu_of(u32 tid, u32 tgid, int seen_exit)
 {
 	struct vcpu_state *v = vcpus.lookup(&tid);
 	if (v)
 		return v;
+	int zero = 0;
+	u32 *on = armed.lookup(&zero);
+	if (!on || !*on)
+		return 0;
 	struct vcpu_state init = {};
 	init.tgid = tgid;
+	init.blind = !seen_exit;
 	if (vcpus.insert(&tid, &init) == -E2BIG)
 		count_refusal(FULL_VCPUS, tid);
 	return vcpus.lookup(&tid);
@@ -262,18 +282,30 @@ static __always_inline void count_bus_read(u32 tgid, u32 bus, int mech)
 	__sync_fetch_and_add(&b->reads[mech], 1);
 }
 
+/* One config-space access, as a probe saw it. */
+struct access {
+	u32 bdf;        /* bus << 8 | device << 3 | function */
+	u32 offset;     /* in the function's config space */
+	u32 len;
+	u8 write;
+	u8 exited;      /* it went to the VMM in userspace */
+	u8 has_value;   /* a read whose value was traced (not one KVM served from a hole slot) */
+	u64 value;
+	u64 exits;      /* userspace exits it cost (a type-1 read: its address write's too) */
+};
+
 /*
- * A config-space access of function `bdf` at `offset` by mechanism `mech` (a
- * constant at every call, so config[mech] is a constant offset for the verifier).
- * `value` is what the read returned (has_value), unknown for reads KVM served
- * from a hole memslot. Only accesses to absent functions are counted: a present
- * function's unimplemented registers (its extended config space) also read
- * all-ones, and writes to present functions are ordinary configuration.
+ * An access `a` by mechanism `mech` (a constant at every call, so config[mech] is a
+ * constant offset for the verifier). Only accesses to absent functions are counted:
+ * a present function's unimplemented registers (its extended config space) also
+ * read all-ones, and writes to present functions are ordinary configuration.
  */
-static __always_inline void config_access(u32 tgid, struct guest_holes *h, int mech, u32 bdf,
-					  u32 offset, u32 len, int write, int exited,
-					  int has_value, u64 value, u64 exits)
+static __always_inline void config_access(u32 tgid, struct guest_holes *h, int mech,
+					  const struct access *a)
 {
+	u32 bdf = a->bdf, offset = a->offset, len = a->len;
+	int write = a->write, has_value = a->has_value;
+	u64 value = a->value;
 	struct function_key key = {.tgid = tgid, .bdf = bdf};
 	u32 *found = functions.lookup(&key);
 	u32 state = found ? *found : 0, before = state;
@@ -323,13 +355,23 @@ static __always_inline void config_access(u32 tgid, struct guest_holes *h, int m
 		__sync_fetch_and_add(&m->writes, 1);
 		return;
 	}
-	if (exited) {
+	if (a->exited) {
 		__sync_fetch_and_add(&m->read_exits, 1);
-		__sync_fetch_and_add(&m->exits, exits);
+		__sync_fetch_and_add(&m->exits, a->exits);
 	} else {
 		__sync_fetch_and_add(&m->reads_in_kernel, 1);
 	}
 	count_bus_read(tgid, bdf >> 8, mech);
+}
+
+/* The calling thread's process and thread ids, and its guest's holes: NULL when the
+ * process is no guest the monitor watches (every probe's first question). */
+static __always_inline struct guest_holes *watched(u32 *tgid, u32 *tid)
+{
+	u64 id = bpf_get_current_pid_tgid();
+	*tgid = id >> 32;
+	*tid = (u32)id;
+	return holes.lookup(tgid);
 }
 
 static __always_inline int in_ecam(struct guest_holes *h, u64 gpa)
@@ -349,9 +391,11 @@ static __always_inline void settle_in_kernel(struct vcpu_state *v, u32 tgid)
 		return;
 	v->pending = 0;
 	struct guest_holes *h = holes.lookup(&tgid);
-	if (h && in_ecam(h, v->pending_gpa))
-		config_access(tgid, h, MECH_ECAM, ecam_bdf(h, v->pending_gpa),
-			      v->pending_gpa & 0xfff, 4, 0, 0, 0, 0, 0);
+	if (h && in_ecam(h, v->pending_gpa)) {
+		struct access a = {.bdf = ecam_bdf(h, v->pending_gpa),
+				   .offset = v->pending_gpa & 0xfff, .len = 4};
+		config_access(tgid, h, MECH_ECAM, &a);
+	}
 }
 
 /*
@@ -363,9 +407,8 @@ TRACEPOINT_PROBE(kvm, kvm_fpu)
 {
 	if (!args->load)
 		return 0;
-	u64 id = bpf_get_current_pid_tgid();
-	u32 tgid = id >> 32, tid = (u32)id;
-	if (!holes.lookup(&tgid)) {
+	u32 tgid, tid;
+	if (!watched(&tgid, &tid)) {
 #ifdef AUTO_TRACK
 		int zero = 0;
 		struct guest_holes *d = default_holes.lookup(&zero);
@@ -381,7 +424,7 @@ TRACEPOINT_PROBE(kvm, kvm_fpu)
 		return 0;
 #endif
 	}
-	struct vcpu_state *v = vcpu_of(tid, tgid);
+	struct vcpu_state *v = vcpu_of(tid, tgid, 0);
 	if (!v)
 		return 0;
 	u64 now = bpf_ktime_get_ns();
@@ -414,9 +457,8 @@ TRACEPOINT_PROBE(kvm, kvm_fpu)
 
 TRACEPOINT_PROBE(kvm, kvm_userspace_exit)
 {
-	u64 id = bpf_get_current_pid_tgid();
-	u32 tgid = id >> 32, tid = (u32)id;
-	if (!holes.lookup(&tgid))
+	u32 tgid, tid;
+	if (!watched(&tgid, &tid))
 		return 0;
 	u32 reason = args->reason;
 	/* an interrupted KVM_RUN is -EINTR whatever (stale) exit reason run->exit_reason holds */
@@ -427,10 +469,11 @@ TRACEPOINT_PROBE(kvm, kvm_userspace_exit)
 	struct guest_counts *c = counts_of(tgid);
 	if (c && reason <= REASON_ERROR)
 		__sync_fetch_and_add(&c->exits[reason], 1);
-	struct vcpu_state *v = vcpu_of(tid, tgid);
+	struct vcpu_state *v = vcpu_of(tid, tgid, 1);
 	if (!v)
 		return 0;
 	v->reason = reason;
+	v->blind = 0;   /* an exit seen: the fate of every later port read is known */
 	/*
 	 * kvm_pio traces a port write before KVM handles it, a port read that exits
 	 * only when KVM_RUN is re-entered and completes it. So an IO exit right after
@@ -460,9 +503,8 @@ TRACEPOINT_PROBE(kvm, kvm_userspace_exit)
 
 TRACEPOINT_PROBE(kvm, kvm_mmio)
 {
-	u64 id = bpf_get_current_pid_tgid();
-	u32 tgid = id >> 32, tid = (u32)id;
-	struct guest_holes *h = holes.lookup(&tgid);
+	u32 tgid, tid;
+	struct guest_holes *h = watched(&tgid, &tid);
 	if (!h)
 		return 0;
 	u64 gpa = args->gpa;
@@ -479,23 +521,29 @@ TRACEPOINT_PROBE(kvm, kvm_mmio)
 	if (type == MMIO_UNSATISFIED_READ || !in_ecam(h, gpa))
 		return 0;
 	/* KVM has no device in the ECAM window: a traced read there was the VMM's */
-	config_access(tgid, h, MECH_ECAM, ecam_bdf(h, gpa), gpa & 0xfff, args->len,
-		      type == MMIO_WRITE, 1, 1, args->val, 1);
+	struct access a = {.bdf = ecam_bdf(h, gpa), .offset = gpa & 0xfff, .len = args->len,
+			   .write = type == MMIO_WRITE, .exited = 1, .has_value = 1,
+			   .value = args->val, .exits = 1};
+	config_access(tgid, h, MECH_ECAM, &a);
 	return 0;
 }
 
 TRACEPOINT_PROBE(kvm, kvm_pio)
 {
-	u64 id = bpf_get_current_pid_tgid();
-	u32 tgid = id >> 32, tid = (u32)id;
-	struct guest_holes *h = holes.lookup(&tgid);
+	u32 tgid, tid;
+	struct guest_holes *h = watched(&tgid, &tid);
 	if (!h)
 		return 0;
-	struct vcpu_state *v = vcpu_of(tid, tgid);
+	struct vcpu_state *v = vcpu_of(tid, tgid, 0);
 	if (!v)
 		return 0;
 	u32 port = args->port, in = args->rw == KVM_PIO_IN;
 	int exited = 0;
+	if (v->blind) {
+		v->blind = 0;
+		if (in)
+			return 0;   /* maybe the completion of an exit before the probes were armed */
+	}
 	if (in) {
 		exited = v->in_exited;
 		v->in_exited = 0;
@@ -520,9 +568,11 @@ TRACEPOINT_PROBE(kvm, kvm_pio)
 	/* a type-1 read that went to userspace cost its own exit and its address write's */
 	u64 exits = exited ? 1 + v->address_exited : 0;
 	v->address_exited = 0;
-	config_access(tgid, h, MECH_TYPE1, (address >> 8) & 0xffff,
-		      (address & 0xfc) + (port - PCI_CONFIG_DATA), args->size, !in, exited, in,
-		      args->val, exits);
+	struct access a = {.bdf = (address >> 8) & 0xffff,
+			   .offset = (address & 0xfc) + (port - PCI_CONFIG_DATA),
+			   .len = args->size, .write = !in, .exited = exited, .has_value = in,
+			   .value = args->val, .exits = exits};
+	config_access(tgid, h, MECH_TYPE1, &a);
 	return 0;
 }
 
@@ -582,7 +632,7 @@ RAW_TRACEPOINT_PROBE(kvm_mmu_paging_element)   /* (u64 pte, int level) */
 	u64 gpa = (pte & PTE_FRAME & ~offset_mask) | (w->gva & offset_mask);
 	u64 id = bpf_get_current_pid_tgid();
 	u32 tgid = id >> 32;
-	struct vcpu_state *v = vcpu_of((u32)id, tgid);
+	struct vcpu_state *v = vcpu_of((u32)id, tgid, 0);
 	if (!v)
 		return 0;
 	/* a new data access has been translated, so the previous one is complete */
@@ -599,11 +649,10 @@ RAW_TRACEPOINT_PROBE(kvm_mmu_paging_element)   /* (u64 pte, int level) */
 #ifdef VMX_PATH
 TRACEPOINT_PROBE(kvm, kvm_exit)
 {
-	u64 id = bpf_get_current_pid_tgid();
-	u32 tgid = id >> 32, tid = (u32)id;
-	if (!holes.lookup(&tgid))
+	u32 tgid, tid;
+	if (!watched(&tgid, &tid))
 		return 0;
-	struct vcpu_state *v = vcpu_of(tid, tgid);
+	struct vcpu_state *v = vcpu_of(tid, tgid, 1);
 	if (v)
 		v->kvm_exit_ts = bpf_ktime_get_ns();
 	return 0;
@@ -613,12 +662,11 @@ TRACEPOINT_PROBE(kvm, kvm_page_fault)
 {
 	if (args->error_code & PFERR_WRITE)
 		return 0;
-	u64 id = bpf_get_current_pid_tgid();
-	u32 tgid = id >> 32, tid = (u32)id;
-	struct guest_holes *h = holes.lookup(&tgid);
+	u32 tgid, tid;
+	struct guest_holes *h = watched(&tgid, &tid);
 	if (!h || !in_hole(h, args->fault_address))
 		return 0;
-	struct vcpu_state *v = vcpu_of(tid, tgid);
+	struct vcpu_state *v = vcpu_of(tid, tgid, 0);
 	if (v) {
 		v->pending = 1;
 		v->pending_gpa = args->fault_address;

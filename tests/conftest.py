@@ -63,14 +63,27 @@ def result(process: subprocess.Popen, timeout: float = 240) -> dict:
     return json.loads(out)
 
 
+def wait_for(what: str, check, timeout: float = 60.0, every: float = 0.25):
+    """Poll `check()` until it returns something truthy, and return that; fail naming
+    `what` after `timeout` seconds. Tests wait for states this way, never for time."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(every)
+
+
 def wait_registered(guest: subprocess.Popen, timeout: float = 60) -> None:
     """Until the kvmhole VMM `guest` has written its registry entry (it runs then)."""
     entry = registry.entry_path(guest.pid)
-    deadline = time.monotonic() + timeout
-    while not entry.exists():
+
+    def registered() -> bool:
         assert guest.poll() is None, f"the guest exited before it registered: {guest.returncode}"
-        assert time.monotonic() < deadline, "the guest did not register"
-        time.sleep(0.05)
+        return entry.exists()
+    wait_for(f"guest {guest.pid} to register", registered, timeout, every=0.05)
 
 
 def start_stopped(args: list[str], env: dict) -> subprocess.Popen:
@@ -78,10 +91,8 @@ def start_stopped(args: list[str], env: dict) -> subprocess.Popen:
     has run yet, so a monitor started now with -p PID sees all it does (SIGCONT)."""
     process = subprocess.Popen(["sh", "-c", 'kill -STOP $$; exec "$@"', "sh", *KVMHOLE, *args],
                                stdout=subprocess.PIPE, text=True, env=env)
-    deadline = time.monotonic() + 60
-    while process_state(process.pid) != "T":
-        assert time.monotonic() < deadline, f"pid {process.pid} did not stop"
-        time.sleep(0.05)
+    wait_for(f"pid {process.pid} to stop", lambda: process_state(process.pid) == "T",
+             every=0.05)
     return process
 
 

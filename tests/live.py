@@ -34,7 +34,7 @@ def start_export(*args: str) -> tuple[subprocess.Popen, str]:
     export = subprocess.Popen([*KVMHOLE, "export", "--listen", "127.0.0.1:0", *args],
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     for line in export.stderr:
-        if match := re.search(r"serving (http://\S+)/metrics", line):
+        if match := re.search(r"serving (https?://\S+)/metrics", line):
             return export, match[1]
     raise AssertionError(f"kvmhole export never served: {export.communicate()}")
 

@@ -173,23 +173,10 @@ def kvmhole_run(*args: str) -> dict:
     return json.loads(done.stdout)
 
 
-def probes_native(pages: int = 400, passes: int = 2) -> dict:
-    """The BPF monitor beside a native guest: with no SPTE, every re-read faults again,
-    so the in-kernel count is of reads, one kvm_page_fault each."""
-    from kvmhole.probes.monitor import Monitor
-
-    with Monitor() as monitor:
-        monitor.poll()
-        run = kvmhole_run("ecam-scan", "--hole", "native", "--pages", str(pages),
-                          "--passes", str(passes))
-        guest = monitor.poll().guest(run["pid"])
-        return {"path": monitor.plan.path, "guest_hole_reads": run["guest_hole_reads"],
-                "in_kernel": guest.hole_reads_in_kernel, "exits": guest.hole_read_exits,
-                "kernel_time_count": guest.kernel_time.count}
-
-
 def trace_native(pages: int = 400, passes: int = 2) -> dict:
-    """`kvmhole trace` beside a native guest: its last row for the guest, once stopped."""
+    """`kvmhole trace` (kvmhole's BPF monitor) beside a native guest: its last row for
+    the guest, once stopped. With no SPTE, every re-read faults again, so the in-kernel
+    count is of reads, one kvm_page_fault each."""
     with tempfile.TemporaryFile("w+") as err:
         trace = subprocess.Popen([sys.executable, "-m", "kvmhole", "trace", "--json",
                                   "--interval", "0.5"], stdout=subprocess.PIPE, stderr=err,
@@ -204,10 +191,12 @@ def trace_native(pages: int = 400, passes: int = 2) -> dict:
         finally:
             trace.send_signal(signal.SIGINT)
             out, _ = trace.communicate(timeout=WATCHDOG_S)
+        attached = _contents(err).splitlines()[0]
     rows = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     last = [r for r in rows if r["pid"] == run["pid"]][-1]
-    return {"guest_hole_reads": run["guest_hole_reads"], "in_kernel": last["hole_reads_in_kernel"],
-            "exits": last["hole_read_exits"]}
+    return {"attached": attached, "guest_hole_reads": run["guest_hole_reads"],
+            "in_kernel": last["hole_reads_in_kernel"], "exits": last["hole_read_exits"],
+            "kernel_time_count": last["kernel_time"]["count"]}
 
 
 def _contents(file) -> str:
@@ -274,7 +263,6 @@ def main(names: list[str]) -> None:
             "ecam_native": lambda: kvmhole_run("ecam-scan", "--hole", "native"),
             "ecam_auto": lambda: kvmhole_run("ecam-scan", "--hole", "auto"),
             "hole_rw_native": lambda: kvmhole_run("hole-rw", "--hole", "native"),
-            "probes_native": probes_native,
             "trace_native": trace_native,
             "bench": bench,
         }

@@ -101,6 +101,9 @@ def test_views_section(bench):
     assert scrape["guests"] == 64
     assert scrape["bytes"] > 64 * 1000  # every guest's series are in one scrape
     assert scrape["scrape_ms"]["n"] >= 1
+    attack = report["views"]["exporter_under_attack"]
+    assert attack["held"] == attack["trickling"] + attack["stalled"]  # scraped under attack
+    assert attack["scrape_ms"]["n"] == scrape["scrape_ms"]["n"]
     tui = report["views"]["tui"]
     assert tui["guests"] == 64
     for key in ("apply_ms", "refresh_ms", "idle_repaint_ms"):

@@ -5,6 +5,8 @@ import pytest
 from kvmhole.cli import COMMANDS
 from tests.conftest import kvmhole
 
+pytestmark = pytest.mark.pure  # no KVM, no root
+
 
 def test_every_command_is_listed_with_a_summary():
     listing = kvmhole("--help").stdout.split("Commands:", 1)[1].splitlines()

@@ -23,6 +23,8 @@ from kvmhole.probes.snapshot import (
     config_counts,
 )
 
+pytestmark = pytest.mark.pure  # no KVM, no root
+
 HOLE = [(0xB0008000, 0xC0000000)]
 
 

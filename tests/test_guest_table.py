@@ -3,12 +3,15 @@ kept segments; after poll upon poll it must draw exactly what a fresh table draw
 
 import asyncio
 
+import pytest
 from textual.geometry import Region
 
 from kvmhole.bench.views import synthetic_snapshot
 from kvmhole.probes.snapshot import Snapshot
 from kvmhole.tui.app import TopApp
 from kvmhole.tui.table import GuestTable
+
+pytestmark = pytest.mark.pure  # no KVM, no root
 
 GUESTS = 12
 

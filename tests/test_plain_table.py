@@ -9,6 +9,8 @@ from rich.text import Text
 
 from kvmhole.tui.plain_table import PlainTable
 
+pytestmark = pytest.mark.pure  # no KVM, no root
+
 
 def bar(n: int) -> Text:
     return Text("█" * n, style="green")

@@ -1,6 +1,7 @@
 """The probes on real KVM: the monitor's counts against the guest's own count and
 KVM's binary stats, for each hole strategy, several guests at once and QEMU."""
 
+import json
 import signal
 import subprocess
 import time
@@ -230,3 +231,32 @@ def test_guests_past_a_full_map_are_counted_and_warned_about(registry, capfd):
         "holes": started - limit, "counts": 0, "vcpus": 0}
     err = capfd.readouterr().err
     assert err.count("warning: the BPF map holes is full (2 entries)") == 1, err
+
+
+def test_monitors_attached_at_any_point_of_a_guests_life_invent_no_in_kernel_reads(registry):
+    """bcc attaches the probes one by one while guests run; a port read completed
+    before all were attached, or the first after an exit they missed, must not look
+    served in the kernel. With --hole exit every read exits, so any in-kernel read
+    of either mechanism is invented. Monitors attach one after another from before
+    the guest starts until after it has exited, each through whatever the guest is
+    doing at that moment."""
+    guest = subprocess.Popen([*KVMHOLE, "run", "ecam-scan", "--hole", "exit", "--pages", "2000",
+                              "--type1-pages", "65000", "--json"], stdout=subprocess.PIPE,
+                             text=True)
+    seen, attaches = [], 0
+    while True:
+        running = guest.poll() is None
+        with Monitor() as late:  # no pid filter: BPF adopts the guest itself, as trace does
+            attaches += 1
+            for _ in range(2):
+                report = late.poll().guest(guest.pid)
+                if report is not None:
+                    seen.append(report)
+        if not running:
+            break
+    run = json.loads(guest.communicate()[0])
+    assert run["type1_hole_read_exits"] == 65000 and attaches >= 3, attaches
+    assert seen, "no monitor saw the guest run"
+    for report in seen:
+        assert report.hole_reads_in_kernel == 0, report.config
+        assert report.config["type1"].read_exits <= 65000

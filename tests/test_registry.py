@@ -4,10 +4,12 @@ right and go on."""
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 
 import pytest
 
@@ -72,50 +74,101 @@ def test_entries_of_killed_vmms_are_cleaned_and_never_name_a_reused_pid(run_dir)
         other.wait()
 
 
-GARBAGE = {"101.json": '{"pid": "abc"}', "102.json": "[1, 2]", "103.json": "\x00\xff\xfe",
-           "104.json": '{"pid": 104, "start": 1, "holes": "all"}', "name.json": "{}",
-           "105.json": " " * (1 << 20)}
+NOBODY = 65534
+# file name -> (contents, why it is not an entry: the kind of fault warnings name)
+GARBAGE = {
+    "101.json": ('{"pid": "abc"}', "pid is not an integer in [1, 4194304]"),
+    "102.json": ("[1, 2]", "not a JSON object"),
+    "103.json": ("\x00\xff\xfe", "not JSON"),
+    "104.json": ('{"pid": PID, "start": 1, "holes": "all"}',  # PID: the file's own
+                 "holes is not a list of at most 64 ranges"),
+    "name.json": ("{}", "not named PID.json"),
+    "\u00b23.json": ("{}", "not named PID.json"),  # a digit to isdigit(), not to int()
+    "1\x1b]0;owned\x07.json": ("{}", "not named PID.json"),  # a name that is a terminal escape
+    "105.json": (" " * (1 << 20), "larger than 65536 bytes"),
+    "108.json": ("[" * 30000 + "]" * 30000, "JSON nested too deeply"),  # RecursionError
+}
+OTHER_FAULTS = {"106.json": "not a regular file",  # a FIFO: a reader that opens it blocks
+                # a symbolic link to /dev/zero: a reader that follows it never ends
+                "107.json": "cannot open it: Too many levels of symbolic links",
+                "<a root process's pid>.json": "written by a user who is neither root nor "
+                                               "the owner of the VMM process it names"}
 
 
-def drop_garbage(run_dir, suffix: str = "") -> list[str]:
-    """Files no VMM wrote, under entry names; the names of those that are not entries."""
+def drop_garbage(run_dir, suffix: str = "", forged_pid: int | None = None) -> None:
+    """Files no VMM wrote, under entry names."""
     run_dir.mkdir(exist_ok=True)
-    for name, text in GARBAGE.items():
-        tmp = run_dir / f".{name}{suffix}.tmp"
-        tmp.write_bytes(text.encode("latin-1"))
+    for name, (text, _) in GARBAGE.items():
+        tmp = run_dir / f".{len(name)}{suffix}.tmp"
+        tmp.write_bytes(text.replace("PID", str(int(f"{suffix}104"))).encode("latin-1"))
         tmp.rename(run_dir / f"{suffix}{name}")
     fifo, link = run_dir / f".fifo{suffix}", run_dir / f".link{suffix}"
     os.mkfifo(fifo)
-    fifo.rename(run_dir / f"{suffix}106.json")  # a reader that opens it blocks
+    fifo.rename(run_dir / f"{suffix}106.json")
     link.symlink_to("/dev/zero")
-    link.rename(run_dir / f"{suffix}107.json")  # a reader that follows it never ends
-    return [f"{suffix}{name}" for name in (*GARBAGE, "106.json", "107.json")]
+    link.rename(run_dir / f"{suffix}107.json")
+    # a valid entry naming a root process (this one), written by another user
+    forged, pid = run_dir / f".forged{suffix}", forged_pid or os.getpid()
+    forged.write_text(json.dumps({"pid": pid, "start": registry.process_start(pid),
+                                  "name": "forged"}))
+    os.chown(forged, NOBODY, NOBODY)
+    forged.rename(run_dir / f"{pid}.json")
 
 
-def test_garbage_in_the_registry_is_warned_about_and_monitors_go_on(run_dir):
-    from tests.test_trace import start_trace
+def expected_faults(times: int) -> Counter:
+    """Each kind of fault, `times` per drop_garbage."""
+    kinds = Counter(why for _, why in GARBAGE.values()) + Counter(OTHER_FAULTS.values())
+    return Counter({why: n * times for why, n in kinds.items()})
 
-    bad = drop_garbage(run_dir)
-    trace = start_trace("--json", "--interval", "0.3")
-    later = drop_garbage(run_dir, suffix="09")  # the watcher reads these; 09: no real pid
+
+SUMMARY = re.compile(r"^kvmhole: warning: ignoring (\d+) files? in the guest registry "
+                     r"(\S+): (.+) \((.+?)(, \.\.\.)?\)$", re.M)
+
+
+def faults(stderr: str) -> Counter:
+    """The registry faults that summary warnings count, by kind."""
+    found = Counter()
+    for count, _, why, _, _ in SUMMARY.findall(stderr):
+        found[why] += int(count)
+    return found
+
+
+def test_garbage_in_the_registry_is_warned_about_and_monitors_go_on(run_dir, tmp_path):
+    """trace reads the garbage at start and as it is written, `run`'s cleanup reads it
+    once it is old, top at start: none stops, and each says one line per kind."""
+    from tests.prometheus_harness import wait_for
+
+    drop_garbage(run_dir)
+    log = tmp_path / "trace.err"  # a file: the warnings come before "probes attached"
+    trace = subprocess.Popen([*KVMHOLE, "trace", "--json", "--interval", "0.3"],
+                             stdout=subprocess.PIPE, stderr=log.open("w"), text=True)
+    wait_for("trace to attach", lambda: trace.poll() is not None
+             or "probes attached" in log.read_text(), timeout=240)
+    drop_garbage(run_dir, suffix="09", forged_pid=1)  # the watcher reads these
+    for path in run_dir.iterdir():  # old enough for the cleanup of `run` to read them
+        then = time.time() - registry.GRACE_S - 5
+        os.utime(path, (then, then), follow_symlinks=False)
     run = json.loads(subprocess.run([*KVMHOLE, "run", "ecam-scan", "--hole", "alias", "--json"],
                                     capture_output=True, text=True, check=True).stdout)
     top = subprocess.run([*KVMHOLE, "top", "--interval", "0.2"], capture_output=True,
                          text=True, timeout=300)
-    seen = []  # trace's stderr: wait until the watcher has met the last file
-    while not any(f"ignoring {run_dir / later[-1]}" in line for line in seen):
-        seen.append(trace.stderr.readline())
-        assert seen[-1], f"trace stopped: {seen}"
+    # the watcher's files are summed up at the polls after it met them
+    wait_for("trace to warn about every file", lambda: trace.poll() is not None
+             or faults(log.read_text()) == expected_faults(2), timeout=60)
     trace.send_signal(signal.SIGINT)
-    out, err = trace.communicate(timeout=60)
-    assert trace.returncode == 0 and "Traceback" not in "".join(seen) + err, err
+    out, _ = trace.communicate(timeout=60)
+    err = log.read_text()
+    assert trace.returncode == 0 and "Traceback" not in err, err
+    assert faults(err) == expected_faults(2), err
     rows = [json.loads(line) for line in out.splitlines()]
     final = [r for r in rows if r["pid"] == run["pid"]][-1]
     assert (final["guest"], final["hole_reads_in_kernel"], final["alive"]) == (
         run["name"], 8192, False)
     assert top.returncode == 0 and "Traceback" not in top.stderr, top.stderr
-    for name in bad + later:
-        assert f"ignoring {run_dir / name}" in top.stderr
+    # one line per kind of fault, with the count, not one per file
+    assert faults(top.stderr) == expected_faults(2), top.stderr
+    assert len(SUMMARY.findall(top.stderr)) == len(expected_faults(1)), top.stderr
+    assert "\x1b" not in top.stderr + err  # the escape in a file name is escaped
 
 
 def test_short_guests_under_load_are_all_named_with_their_kvm_stats(run_dir):

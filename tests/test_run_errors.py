@@ -10,8 +10,13 @@ import sys
 import pytest
 
 from kvmhole.probes import kvmstats
-from tests.conftest import KVMHOLE, assert_one_line_error, kvmhole, wait_registered
-from tests.prometheus_harness import wait_for
+from tests.conftest import (
+    KVMHOLE,
+    assert_one_line_error,
+    kvmhole,
+    wait_for,
+    wait_registered,
+)
 
 
 @pytest.mark.parametrize(

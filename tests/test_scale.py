@@ -5,21 +5,19 @@ idle guest is listed under its registry name."""
 import json
 import os
 import subprocess
-import time
 
 from kvmhole.bench.fleet import Fleet
 from kvmhole.probes.monitor import Monitor
-from tests.conftest import KVMHOLE
+from tests.conftest import KVMHOLE, wait_for
 
 IDLE = 500
 
 
 def test_500_idle_guests_and_two_busy_ones(run_dir):
     with Monitor() as monitor, Fleet(IDLE, env=dict(os.environ)) as fleet:
-        deadline = time.monotonic() + 300
-        while not set(fleet.pids) <= {g.pid for g in monitor.poll().guests if g.alive}:
-            assert time.monotonic() < deadline, "not every idle guest reached the monitor"
-            time.sleep(1)
+        wait_for("every idle guest to reach the monitor",
+                 lambda: set(fleet.pids) <= {g.pid for g in monitor.poll().guests if g.alive},
+                 timeout=300, every=1)
         busy = [subprocess.Popen([*KVMHOLE, "run", "ecam-scan", "--hole", hole, "--pages",
                                   "4096", "--json"], stdout=subprocess.PIPE, text=True)
                 for hole in ("exit", "alias")]

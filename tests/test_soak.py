@@ -12,9 +12,8 @@ import time
 import psutil
 import pytest
 
-from tests.conftest import KVMHOLE
+from tests.conftest import KVMHOLE, wait_for
 from tests.live import POLLS, sample, scrape, start_export, stop
-from tests.prometheus_harness import wait_for
 from tests.test_registry import drop_garbage
 from tests.test_tui import Tmux
 

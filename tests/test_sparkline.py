@@ -3,11 +3,14 @@
 import asyncio
 import random
 
+import pytest
 from textual import widgets
 from textual.app import App, ComposeResult
 from textual.geometry import Region
 
 from kvmhole.tui.sparkline import Sparkline
+
+pytestmark = pytest.mark.pure  # no KVM, no root
 
 rng = random.Random(16)
 DATA = {

@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psutil
@@ -24,7 +23,7 @@ from kvmhole.tui.app import TopApp
 from kvmhole.tui.help import HelpScreen
 from kvmhole.tui.table import GuestTable
 from kvmhole.vmm import registry
-from tests.conftest import KVMHOLE, kvmhole, wait_registered
+from tests.conftest import KVMHOLE, kvmhole, wait_for, wait_registered
 from tests.tui_synthetic import SyntheticSource
 
 SIZE = (120, 36)
@@ -286,13 +285,10 @@ class Tmux:
         return self.tmux("display-message", "-p", "-t", "top", what).strip()
 
     def wait_for(self, check, timeout: float = 300):  # top loads its probes first
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            screen = self.screen()
-            if result := check(screen):
-                return result
-            time.sleep(0.25)
-        raise AssertionError(f"the screen never showed it:\n{screen}")
+        try:
+            return wait_for("the screen to show it", lambda: check(self.screen()), timeout)
+        except AssertionError:
+            raise AssertionError(f"the screen never showed it:\n{self.screen()}") from None
 
     def close(self) -> None:
         subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True)
@@ -313,13 +309,13 @@ def demo_rows_live(screen: str):
 
 
 def gone(pids: list[int], timeout: float = 30) -> bool:
-    deadline = time.monotonic() + timeout
-    while any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
-              for p in pids):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
-    return True
+    def all_gone() -> bool:
+        return not any(psutil.pid_exists(p) and psutil.Process(p).status() !=
+                       psutil.STATUS_ZOMBIE for p in pids)
+    try:
+        return wait_for(f"pids {pids} to end", all_gone, timeout, every=0.1)
+    except AssertionError:
+        return False
 
 
 def test_live_demo_under_tmux(run_dir, tmp_path):
@@ -336,10 +332,8 @@ def test_live_demo_under_tmux(run_dir, tmp_path):
         pids = [int(row[1]) for row in demo.values()]
         assert set(registry.entries()) == set(pids)
         session.tmux("send-keys", "-t", "top", "q")
-        deadline = time.monotonic() + 30
-        while not status.exists() or not status.read_text().strip():
-            assert time.monotonic() < deadline, session.screen()
-            time.sleep(0.1)
+        wait_for("top to exit", lambda: status.exists() and status.read_text().strip(),
+                 timeout=30, every=0.1)
         assert status.read_text().strip() == "0", session.screen()
         assert "Traceback" not in session.screen()
         assert gone(pids, timeout=0) and registry.entries() == {}

@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass
 
+from kvmhole.probes import paths
 from kvmhole.probes.snapshot import (
     ROUNDTRIP_BOUNDS_S,
     BusReads,
@@ -9,6 +10,7 @@ from kvmhole.probes.snapshot import (
     GuestStats,
     Histogram,
     ProbeHealth,
+    Rates,
     Snapshot,
     config_counts,
 )
@@ -48,6 +50,7 @@ class SyntheticSource:
         self.totals: dict[int, dict[str, float]] = {}
         self.ending: set[int] = set()
         self.calls = 0
+        self.previous: dict[int, GuestStats] = {}  # as the monitor keeps them, for rates
 
     def end(self, pid: int) -> None:
         self.ending.add(pid)
@@ -63,14 +66,20 @@ class SyntheticSource:
             total = self.totals.setdefault(g.pid, dict.fromkeys(rates, 0.0))
             for key, rate in rates.items():
                 total[key] += rate * self.interval
-            stats.append(self._stats(g, rates, total))
+            now = self._stats(g, rates, total)
+            # per reason as the monitor rates them (the other rates are the wobbled ones)
+            now.rates.by_reason = Rates.between(now, self.previous.get(g.pid),
+                                                self.interval).by_reason
+            self.previous[g.pid] = now
+            stats.append(now)
         for pid in self.ending:
             self.guests = [g for g in self.guests if g.pid != pid]
         for s in stats:
             s.alive = s.pid not in self.ending
         self.ending.clear()
         return Snapshot(ts=1_700_000_000.0 + self.tick * self.interval,
-                        interval_s=self.interval, probe=ProbeHealth("emulated"), guests=stats)
+                        interval_s=self.interval, probe=ProbeHealth(paths.EMULATED.name),
+                        guests=stats)
 
     @staticmethod
     def _stats(g: Guest, rates: dict[str, float], total: dict[str, float]) -> GuestStats:
@@ -94,7 +103,7 @@ class SyntheticSource:
                    BusReads(1, {"ecam": 256, "type1": 32})],
             userspace_exits={"MMIO": int(total["exits"] + total["other"] / 3),
                              "IO": int(total["other"] * 2 / 3)},
-            rates={"hole_reads_in_kernel": rates["kernel"], "hole_read_exits": rates["exits"],
-                   "hole_write_exits": 0.0, "hole_exits_userspace": rates["exits"],
-                   "userspace_exits": rates["exits"] + rates["other"]},
+            rates=Rates(hole_reads_in_kernel=rates["kernel"], hole_read_exits=rates["exits"],
+                        hole_exits_userspace=rates["exits"],
+                        userspace_exits=rates["exits"] + rates["other"]),
             roundtrip=Histogram(counts=counts, sum_s=sum(counts) * mean))

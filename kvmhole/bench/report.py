@@ -26,6 +26,11 @@ def print_tables(report: dict, console: Console) -> None:
     console.print(f"exporter, {scrape['guests']} guests: the first /metrics scrape after a "
                   f"poll {_spread(scrape['scrape_ms'])} ms, another before the next poll "
                   f"{_spread(scrape['scrape_again_ms'])} ms, {scrape['bytes'] / 1e3:.0f} kB")
+    attack = report["views"]["exporter_under_attack"]
+    console.print(f"exporter, {attack['guests']} guests, under attack ({attack['trickling']} "
+                  f"clients trickling headers, {attack['stalled']} stalled connections, "
+                  f"{attack['held']} still held at the end): a scrape "
+                  f"{_spread(attack['scrape_ms'])} ms")
     tui = report["views"]["tui"]
     console.print(f"kvmhole top, {tui['guests']} guests, CPU time: taking a snapshot "
                   f"{_spread(tui['apply_ms'])} ms, snapshot and repaint "

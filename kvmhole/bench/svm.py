@@ -28,7 +28,7 @@ SVM_SIZES_MIB = (16, 256)  # the seed's 32 MB per 8192 pages lies between
 
 def measure(pages: int, reps: int, advance) -> dict:
     """Boot the SVM host once, with the patched KVM, and run the sections there."""
-    from kvmhole.kernel.svmhost import run_patched
+    from kvmhole.kernel.patched_kvm import run_patched
 
     result = run_patched([sys.executable, "-m", "kvmhole.bench.svm", str(pages), str(reps)],
                          timeout=3600)

@@ -11,12 +11,14 @@ import time
 import urllib.request
 
 from kvmhole.bench.stats import spread
+from kvmhole.probes import paths
 from kvmhole.probes.snapshot import (
     ROUNDTRIP_BOUNDS_S,
     ConfigCounts,
     GuestStats,
     Histogram,
     ProbeHealth,
+    Rates,
     Snapshot,
     config_counts,
 )
@@ -44,11 +46,11 @@ def synthetic_snapshot(guests: int, tick: int) -> Snapshot:
                 reads_in_kernel=kernel, read_exits=exits, exits=exits, writes=tick)),
             userspace_exits={"MMIO": exits + tick, "IO": 10 * tick,
                                                     "HLT": tick},
-            rates={"hole_reads_in_kernel": 1000.0 * (i + 1), "hole_read_exits": float(i),
-                   "hole_write_exits": 1.0, "hole_exits_userspace": float(i + 1),
-                   "userspace_exits": float(12 + i)},
+            rates=Rates(hole_reads_in_kernel=1000.0 * (i + 1), hole_read_exits=float(i),
+                        hole_write_exits=1.0, hole_exits_userspace=float(i + 1),
+                        userspace_exits=float(12 + i)),
             roundtrip=Histogram(counts=counts, sum_s=sum(counts) * 8e-6)))
-    return Snapshot(ts=1.7e9 + tick, interval_s=1.0, probe=ProbeHealth("emulated"),
+    return Snapshot(ts=1.7e9 + tick, interval_s=1.0, probe=ProbeHealth(paths.EMULATED.name),
                     guests=stats)
 
 
@@ -82,6 +84,33 @@ def exporter_scrape(reps: int, snapshot_at=synthetic) -> dict:
             again.append(timed_scrape(address)[0])
     return {"guests": guests, "scrape_ms": spread(first), "scrape_again_ms": spread(again),
             "bytes": size}
+
+
+def exporter_under_attack(reps: int, trickle: int = 20, stall: int = 200) -> dict:
+    """Scrape wall time while `trickle` clients send a request head a byte every 0.5 s
+    and `stall` connections sent one byte and stopped (bench.attack, on loopback): a
+    new snapshot before every other scrape, so half of them render. `held` is how many
+    attacking connections were still open after the last scrape: all of them, or the
+    scrapes did not run under the attack."""
+    from kvmhole.bench.attack import SlowClients
+    from kvmhole.exporter.server import listening
+    from kvmhole.exporter.store import LatestSnapshot
+
+    store = LatestSnapshot()
+    store.update(synthetic(0))
+    times = []
+    with listening("127.0.0.1:0", store) as address, \
+            SlowClients(address, trickle=trickle, stall=stall) as attack:
+        for tick in range(reps):
+            if tick % 2 == 0:
+                store.update(synthetic(tick))
+            started = time.perf_counter()
+            with urllib.request.urlopen(f"http://{address}/metrics", timeout=30) as response:
+                response.read()
+            times.append((time.perf_counter() - started) * 1e3)
+        held = attack.held()
+    return {"guests": GUESTS, "trickling": trickle, "stalled": stall + 1, "held": held,
+            "scrape_ms": spread(times)}
 
 
 def tui_refresh(reps: int, snapshot_at=synthetic) -> dict:
@@ -120,10 +149,12 @@ def tui_refresh(reps: int, snapshot_at=synthetic) -> dict:
 def measure(reps: int, advance) -> dict:
     out = {"exporter": exporter_scrape(reps)}
     advance()
+    out["exporter_under_attack"] = exporter_under_attack(reps)
+    advance()
     out["tui"] = tui_refresh(reps)
     advance()
     return out
 
 
 def steps() -> int:
-    return 2
+    return 3

@@ -31,10 +31,9 @@ def doctor():
     for tracepoint, hits in plan.fired.items():
         click.echo(f"{'fires' if hits else 'silent':8} {tracepoint:37} {hits} hits in the "
                    "self-test")
-    how = {"emulated": "page-walk leaves (this host emulates guests: kvm_exit never fires)",
-           "vmx/svm": "kvm_exit + kvm_page_fault (hardware virtualisation)",
-           "exits-only": plan.message}[plan.path]
-    click.echo(f"{'ok':8} {'probe path':15} {plan.path}: hole reads in kernel from {how}")
+    path = plan.probe_path
+    click.echo(f"{'ok':8} {'probe path':15} {path.name}: hole reads in kernel from {path.how}"
+               + (f": {path.limitation}" if path.limitation else ""))
     # the monitor's own program, built for that path: a verifier that rejects it, or a
     # package that lacks it, would otherwise first show in trace, top or export
     from kvmhole.probes.bpf import SOURCE, ProbeProgram

@@ -14,19 +14,26 @@ from kvmhole.exporter.store import LatestSnapshot
 @click.command()
 @click.option("--listen", default=DEFAULT_LISTEN, show_default=True, metavar="HOST:PORT",
               help="Address to serve /metrics on (port 0 picks a free port).")
+@click.option("--web.config.file", "web_config_file", default=None, metavar="FILE",
+              type=click.Path(dir_okay=False),
+              help="TLS and basic auth settings in the Prometheus exporters' web "
+                   "configuration format (tls_server_config, basic_auth_users).")
 @click.option("--interval", type=INTERVAL, default=1.0,
               show_default=True,
               help="Seconds between reads of the BPF maps; scrapes serve the latest read.")
 @watch_options
-def export(listen, interval, pids, hole_ranges, preset):
+def export(listen, web_config_file, interval, pids, hole_ranges, preset):
     """Serve per-guest hole reads and exits as Prometheus metrics until stopped.
 
     SIGHUP reloads the guest list (the registry of kvmhole guests) while the probes,
     their counts and the listening socket stay."""
+    from kvmhole.exporter import webconfig
     from kvmhole.exporter.poller import Poller
+    from kvmhole.probes import privileges
     from kvmhole.probes.monitor import Monitor  # loads bcc: only when exporting
 
-    parse_listen(listen)  # a bad address fails before the probes load
+    parse_listen(listen)  # a bad address or web configuration fails before the probes load
+    web = webconfig.load(web_config_file) if web_config_file else webconfig.WebConfig(None, None)
     monitor_kwargs = monitor_args(pids, hole_ranges, preset)
     # SIGTERM (systemd, kill) stops the exporter as Ctrl-C does: the with blocks
     # below then stop the poller, close the socket and detach the probes.
@@ -36,12 +43,14 @@ def export(listen, interval, pids, hole_ranges, preset):
     store, self_metrics = LatestSnapshot(), SelfMetrics()
     try:
         # Bind first: a port in use is reported before the probes load.
-        with listening(listen, store, self_metrics) as address, \
+        with listening(listen, store, self_metrics, web) as address, \
                 Monitor(**monitor_kwargs) as monitor, \
                 Poller(self_metrics.timed(monitor.poll), store, interval):
+            # attached and bound: what is left to do needs far less than root
+            click.echo(f"kvmhole export: {privileges.drop_all_but_kept()}", err=True)
             # Runs in this (main) thread between pauses, never inside a poll or scrape.
             signal.signal(signal.SIGHUP, lambda *_: _reload(monitor))
-            click.echo(f"kvmhole export: serving http://{address}/metrics "
+            click.echo(f"kvmhole export: serving {web.scheme}://{address}/metrics "
                        f"({monitor.plan.path} probe path); Ctrl-C to stop", err=True)
             while True:
                 signal.pause()

@@ -7,7 +7,7 @@ import click
 
 from kvmhole.cli.params import ADDRESS, DURATION, SIZE
 from kvmhole.guests import GUESTS
-from kvmhole.vmm import Machine, MachineConfig
+from kvmhole.vmm import GuestStopped, Machine, MachineConfig
 from kvmhole.vmm.memmap import Q35_ECAM_BASE, Q35_ECAM_SIZE
 from kvmhole.vmm.strategies import CHOICES
 
@@ -48,14 +48,17 @@ def run(guest, hole, hole_base, hole_size, ram_size, pages, passes, type1_pages,
                            ram_size=ram_size, pages=pages, passes=passes, type1_pages=type1_pages,
                            devices=list(devices), name=name, timeout=timeout,
                            scan_ram=scan_ram, c_fastpath=c_fastpath)
-    result = Machine(config).run()
+    machine = Machine(config)
+    result = machine.run()
     if as_json:
         click.echo(json.dumps(result.to_dict()))
     else:
         _summary(result)
     if result.error is not None:
         click.echo(f"kvmhole: error: {result.error}", err=True)
-        sys.exit(1)
+        # a stopping signal: the exit status of a process it killed, as shells expect
+        stopped = isinstance(machine.error, GuestStopped)
+        sys.exit(128 + machine.error.signum if stopped else 1)
     if result.status != "ok":
         click.echo(f"kvmhole: error: guest {result.guest} reported failures: "
                    f"{result.guest_result}", err=True)

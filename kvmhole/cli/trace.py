@@ -10,8 +10,9 @@ import click
 
 from kvmhole.cli.params import DURATION, INTERVAL
 from kvmhole.cli.watching import monitor_args, watch_options
-from kvmhole.probes.snapshot import GuestStats, Histogram, ProbeHealth
-from kvmhole.tui.columns import printable, seconds
+from kvmhole.probes.snapshot import GuestStats, Histogram
+from kvmhole.text import printable
+from kvmhole.tui.columns import seconds
 
 
 @click.command()
@@ -32,6 +33,7 @@ from kvmhole.tui.columns import printable, seconds
 def trace(pids, interval, count, duration, as_json, snapshots, events, hole_ranges, preset):
     """Count, per guest, config reads of absent PCI functions (hole reads) by mechanism
     (ECAM, type-1 ports), served in the kernel or exited to userspace."""
+    from kvmhole.probes import privileges
     from kvmhole.probes.monitor import Monitor  # loads bcc: only when tracing
 
     if snapshots and (as_json or events):
@@ -45,10 +47,12 @@ def trace(pids, interval, count, duration, as_json, snapshots, events, hole_rang
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: stop.set())
         click.echo(f"kvmhole trace: probes attached ({monitor.plan.path} path; "
-                   f"{ProbeHealth(monitor.plan.path).kernel_counts_note}); Ctrl-C to stop",
+                   f"in-kernel = {monitor.plan.probe_path.kernel_counts_note}); Ctrl-C to stop",
                    err=True)
         if events:
             monitor.events(lambda e: _print_event(e, as_json, stop, broken))
+        # everything is attached and open: what is left to do needs far less than root
+        click.echo(f"kvmhole trace: {privileges.drop_all_but_kept()}", err=True)
         started, rows = time.monotonic(), 0
         lost = LostEvents(as_json)
         while not stop.is_set() and (count is None or rows < count):
@@ -135,7 +139,7 @@ def _text(ts: float, g: GuestStats) -> str:
     return (f"{time.strftime('%H:%M:%S', time.localtime(ts))} {printable(g.name)} "
             f"(pid {g.pid}, {printable(g.vmm)}/{printable(g.strategy)}){state}: "
             f"hole reads in kernel "
-            f"{g.hole_reads_in_kernel} ({g.rates.get('hole_reads_in_kernel', 0):.0f}/s), "
+            f"{g.hole_reads_in_kernel} ({g.rates.hole_reads_in_kernel:.0f}/s), "
             f"hole exits {g.hole_read_exits} reads {g.hole_write_exits} writes, "
             f"in kernel/exited by mechanism: {_mechanisms(g)}"
             + (f", busiest buses {buses}" if buses else "") +

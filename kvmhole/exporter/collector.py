@@ -23,9 +23,13 @@ from prometheus_client.utils import floatToGoString
 
 from kvmhole.exporter.selfmetrics import SelfMetrics
 from kvmhole.exporter.store import LatestSnapshot
+from kvmhole.probes import paths
 from kvmhole.probes.snapshot import MECHANISMS, GuestStats, Histogram, Snapshot
+from kvmhole.text import printable
 
 GUEST_LABELS = ("guest", "vmm")
+# Every kvmhole family comes from the latest poll, not from the moment of the scrape.
+FRESHNESS = " Values as of the exporter's latest poll: up to one --interval old."
 
 
 class SnapshotCollector:
@@ -38,9 +42,10 @@ class SnapshotCollector:
         snapshot = self.store.for_scrape()
         if snapshot is None:
             return  # before the first poll there is nothing true to say
+        for family in (*_probe_families(snapshot), *_guest_families(snapshot)):
+            family.documentation += FRESHNESS
+            yield family
         yield from self.self_metrics.families(snapshot)
-        yield from _probe_families(snapshot)
-        yield from _guest_families(snapshot)
         self.self_metrics.scraped(time.perf_counter() - start)
 
 
@@ -51,8 +56,8 @@ def _probe_families(snapshot: Snapshot) -> Iterator[Metric]:
     yield CounterMetricFamily("kvmhole_probe_lost_events",
                               "Probe events dropped before they could be counted.",
                               value=probe.lost_events)
-    info = InfoMetricFamily("kvmhole_probe", "Which tracepoints the probes use to see hole "
-                            "reads: vmx/svm (kvm_exit, kvm_page_fault) or emulated (page walks).",
+    info = InfoMetricFamily("kvmhole_probe", "The probe path, how the probes see hole reads "
+                            f"served in the kernel, and what they count: {paths.summary()}.",
                             labels=())
     info.add_metric((), {"path": probe.path, "kernel_counts": probe.kernel_counts})
     yield info
@@ -121,12 +126,12 @@ def _guest_families(snapshot: Snapshot) -> Iterator[Metric]:
                 "functions": functions, "bus_reads": bus_reads, "cost": cost, "exits": exits,
                 "roundtrip": roundtrip, "kvm_exits": kvm_exits, "kernel_time": kernel_time}
     for guest in snapshot.guests:  # the store has named each by its stable label
-        labels = (guest.name, guest.vmm)
+        labels = (printable(guest.name), printable(guest.vmm))  # whoever made them: safe
         try:
             samples = list(_guest_samples(labels, guest))
         except (KeyError, TypeError, ValueError) as error:
             # one guest with an inconsistent snapshot must not take the others down
-            _warn(f"guest {guest.name!r} (pid {guest.pid}) left out of a scrape: {error}")
+            _warn(f"guest {printable(guest.name)} (pid {guest.pid}) left out of a scrape: {error}")
             continue
         for family, args in samples:
             families[family].add_metric(*args)
@@ -135,7 +140,10 @@ def _guest_families(snapshot: Snapshot) -> Iterator[Metric]:
 
 def _guest_samples(labels: tuple[str, str], guest: GuestStats) -> Iterator[tuple[str, tuple]]:
     """(family, add_metric arguments) for one guest, all computed before any is added."""
-    yield "info", (labels, {"strategy": guest.strategy})
+    info = {"strategy": printable(guest.strategy)}
+    if guest.uuid is not None:  # QEMU's -uuid: what OpenStack and KubeVirt join on
+        info["uuid"] = printable(guest.uuid)
+    yield "info", (labels, info)
     for mechanism in MECHANISMS:
         counts, where = guest.config[mechanism], (*labels, mechanism)
         yield "reads", ((*where, "kernel"), counts.reads_in_kernel)

@@ -1,10 +1,10 @@
 """Which Debian kernel: the one answer that the module build, the SVM host, the probes'
 header tree and doctor share, taken from the installed header packages every time.
 
-Debian moves its kernel ABI with every point release and security update (6.1.0-56
-became -57 in a week), so no release is ever written down here: a series ("6.1",
-"6.12") names what the user wants, and the installed packages say which release of it
-this machine has. The default series is the one `linux-headers-amd64` (Debian's own
+Debian moves its kernel ABI with every point release and security update (for example
+6.1's went from -56 to -57 in one week), so no release is ever written down here: a
+series ("6.1", "6.12") names what the user wants, and the installed packages say which
+release of it this machine has. The default series is the one `linux-headers-amd64` (Debian's own
 choice) depends on today.
 """
 
@@ -21,7 +21,7 @@ FLAVOUR = "amd64"
 DEFAULT_META = f"linux-headers-{FLAVOUR}"  # Debian's default kernel series, whatever it is
 SOURCES = Path("/usr/src")
 PATCH_ROOT = Path(__file__).resolve().parents[2] / "kernel" / "pci-hole" / "patches"
-# linux-headers-6.1.0-57-amd64, linux-headers-6.12.118+deb12-amd64; not -cloud-, -rt-.
+# e.g. linux-headers-6.1.0-57-amd64, linux-headers-6.12.118+deb12-amd64; not -cloud-, -rt-.
 _HEADERS = re.compile(rf"^linux-headers-((\d+\.\d+)\.\d+(?:-\d+|\+deb\d+))-{FLAVOUR}$")
 
 
@@ -29,8 +29,8 @@ _HEADERS = re.compile(rf"^linux-headers-((\d+\.\d+)\.\d+(?:-\d+|\+deb\d+))-{FLAV
 class Release:
     """One installed Debian kernel release (its headers are installed)."""
     series: str            # "6.1"
-    abi: str               # "6.1.0-57-amd64": `uname -r` of that kernel
-    package_version: str   # "6.1.192-3": the Debian version of its headers (and image)
+    abi: str               # `uname -r` of that kernel, e.g. "6.1.0-57-amd64"
+    package_version: str   # the Debian version of its headers and image, e.g. "6.1.192-3"
 
     @property
     def headers_package(self) -> str:
@@ -73,11 +73,6 @@ class Release:
     def to_dict(self) -> dict:
         return {"series": self.series, "abi": self.abi,
                 "package_version": self.package_version}
-
-
-def series_of(abi: str) -> str:
-    """'6.12' from '6.12.118+deb12-amd64'."""
-    return ".".join(abi.split(".")[:2])
 
 
 def meta_package(series: str) -> str:

@@ -91,11 +91,9 @@ class ProbeProgram:
         from bcc import BPF  # only after prepare(): bcc reads BCC_KERNEL_SOURCE when compiling
 
         constants = {**CONSTANTS, **(sizes or {})}
-        cflags = ["-Wno-macro-redefined", *(f"-D{k}={v}" for k, v in constants.items())]
-        if plan.path == "emulated":
-            cflags.append("-DEMULATED_PATH")
-        elif plan.path == "vmx/svm":
-            cflags.append("-DVMX_PATH")
+        cflags = [*host.CLANG_QUIET, *(f"-D{k}={v}" for k, v in constants.items())]
+        if plan.probe_path.cflag:
+            cflags.append(plan.probe_path.cflag)
         if auto_track:
             cflags.append("-DAUTO_TRACK")
         if events:
@@ -105,6 +103,7 @@ class ProbeProgram:
         except Exception as error:  # bcc raises bare Exception for compile and load failures
             raise ProbeUnavailable(f"loading {SOURCE.name} failed ({error}): "
                                    "run `kvmhole doctor`") from None
+        arm(self.bpf, True)  # bcc attached every probe while loading: count from now on
         self.holes = self.bpf[b"holes"]
         self.counts = self.bpf[b"counts"]
         self.vcpus = self.bpf[b"vcpus"]
@@ -128,7 +127,7 @@ class ProbeProgram:
                 in (tp.decode().split(":") for tp in self.bpf.tracepoint_fds)]
         text += [f"RAW_TRACEPOINT_PROBE({tp.decode()}) {{ return 0; }}"
                  for tp in self.bpf.raw_tracepoint_fds]
-        return BPF(text="\n".join(text).encode())
+        return BPF(text="\n".join(text).encode(), cflags=host.CLANG_QUIET)
 
     def _holes_leaf(self, ranges: list[tuple[int, int]], ecam: tuple[int, int] | None,
                     comm: bytes = b"", provisional: bool = False):
@@ -251,6 +250,7 @@ class ProbeProgram:
 def detached(bpf):
     """bcc program `bpf`'s tracepoints detached for a while, then attached again."""
     tracepoints, raw = list(bpf.tracepoint_fds), list(bpf.raw_tracepoint_fds)
+    arm(bpf, False)
     for tp in tracepoints:
         bpf.detach_tracepoint(tp)
     for tp in raw:
@@ -263,6 +263,14 @@ def detached(bpf):
             bpf.attach_tracepoint(tp=tp, fn_name=b"tracepoint__%s__%s" % (category, event))
         for tp in raw:
             bpf.attach_raw_tracepoint(tp=tp, fn_name=b"raw_tracepoint__" + tp)
+        arm(bpf, True)
+
+
+def arm(bpf, on: bool) -> None:
+    """Let the probes make vCPU states (and so classify accesses) only while all of
+    them are attached (bpf/kvmhole.bpf.c, `armed`)."""
+    armed = bpf[b"armed"]
+    armed[armed.Key(0)] = armed.Leaf(int(on))
 
 
 def _entries(table) -> list:

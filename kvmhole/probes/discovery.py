@@ -1,12 +1,12 @@
 """Who a guest is: the kvmhole registry for kvmhole VMMs, /proc for any other VMM."""
 
-import itertools
 import re
 from dataclasses import dataclass
 
 import psutil
 
 from kvmhole.errors import ConfigError
+from kvmhole.text import guest_name, printable
 from kvmhole.vmm.memmap import Q35_ECAM_BASE, Q35_ECAM_SIZE
 from kvmhole.vmm.registry import MAX_PID
 
@@ -24,6 +24,7 @@ class Identity:
     registered: bool = False  # from the kvmhole registry (else guessed from /proc)
     start: int | None = None  # the process's start time: with the pid, which process it is
     final_kvm_stats: dict[str, int] | None = None  # an exited VMM's own last reading
+    uuid: str | None = None  # QEMU's -uuid: how OpenStack and KubeVirt name a VM
 
 
 def preset_ranges(preset: str | None) -> list[tuple[int, int]]:
@@ -55,18 +56,51 @@ def parse_hole_range(spec: str) -> tuple[int, tuple[int, int]]:
 
 def from_registry(entry: dict) -> Identity:
     """A checked entry (registry.check_entry) -> the guest it names."""
-    return Identity(name=entry["name"], vmm=entry["vmm"], strategy=entry["strategy"],
-                    holes=list(entry["holes"]), registered=True, start=entry["start"],
+    return Identity(name=guest_name(entry["name"]), vmm=printable(entry["vmm"]),
+                    strategy=printable(entry["strategy"]), holes=list(entry["holes"]),
+                    registered=True, start=entry["start"],
                     final_kvm_stats=entry.get("kvm_stats"))
 
 
-def _qemu_name(cmdline: list[str]) -> str | None:
-    """QEMU's -name: '-name foo' or '-name guest=foo,debug-threads=on'."""
-    for flag, value in itertools.pairwise(cmdline):
-        if flag in ("-name", "--name"):
-            first = value.split(",")[0]
-            return first.removeprefix("guest=") or None
-    return None
+def qemu_options(value: str) -> dict[str, str]:
+    """An option list the way QEMU parses one (QemuOpts, as for -name): KEY=VALUE pairs
+    split at single commas, ',,' standing for a comma in a value, and a first item with
+    no '=' the value of the implied key, 'guest' for -name. libvirt writes
+    '-name guest=web,,1,debug-threads=on' for a guest named 'web,1'."""
+    items, item, i = [], [], 0
+    while i < len(value):
+        if value[i] == ",":
+            if value[i + 1:i + 2] == ",":
+                item.append(",")
+                i += 2
+                continue
+            items.append("".join(item))
+            item = []
+        else:
+            item.append(value[i])
+        i += 1
+    items.append("".join(item))
+    options = {}
+    for n, text in enumerate(items):
+        key, sep, val = text.partition("=")
+        if not sep and n == 0:
+            key, val = "guest", text
+        options[key] = val
+    return options
+
+
+def _qemu_arg(cmdline: list[str], flag: str) -> str | None:
+    """The value of QEMU's last -FLAG (QEMU accepts --FLAG too; the last one wins)."""
+    found = None
+    for i, arg in enumerate(cmdline[:-1]):
+        if arg in (f"-{flag}", f"--{flag}"):
+            found = cmdline[i + 1]
+    return found
+
+
+def _is_qemu(program: str) -> bool:
+    """qemu-system-x86_64, RHEL's /usr/libexec/qemu-kvm, a bare qemu: all QEMU."""
+    return program == "qemu" or program.startswith(("qemu-system-", "qemu-kvm"))
 
 
 def from_process(pid: int, comm: str, start: int | None) -> Identity:
@@ -77,6 +111,11 @@ def from_process(pid: int, comm: str, start: int | None) -> Identity:
     except psutil.Error:
         cmdline, proc_name = [], comm  # already gone: BPF kept its comm
     program = (cmdline[0].rsplit("/", 1)[-1] if cmdline else proc_name) or "unknown"
-    vmm = "qemu" if program.startswith("qemu-system") else program
-    return Identity(name=_qemu_name(cmdline) or f"{vmm}-{pid}", vmm=vmm, strategy="unknown",
-                    holes=None, start=start)
+    qemu = _is_qemu(program) or _is_qemu(proc_name)
+    vmm = "qemu" if qemu else printable(program)
+    name = uuid = None
+    if qemu:
+        name_arg, uuid = _qemu_arg(cmdline, "name"), _qemu_arg(cmdline, "uuid")
+        name = qemu_options(name_arg).get("guest") if name_arg is not None else None
+    return Identity(name=guest_name(name or f"{vmm}-{pid}"), vmm=vmm, strategy="unknown",
+                    holes=None, start=start, uuid=None if uuid is None else guest_name(uuid))

@@ -14,8 +14,9 @@ from pathlib import Path
 
 from kvmhole.probes import discovery, kvmstats
 from kvmhole.probes.bpf import ProbeProgram, RawCounts
+from kvmhole.probes.complaints import RegistryComplaints
 from kvmhole.probes.plan import probe_plan
-from kvmhole.probes.snapshot import GuestStats, ProbeHealth, Snapshot, per_second
+from kvmhole.probes.snapshot import GuestStats, ProbeHealth, Rates, Snapshot
 from kvmhole.probes.watch import RegistryWatcher
 from kvmhole.vmm import registry
 
@@ -38,12 +39,13 @@ class Monitor:
         self._identities: dict[int, discovery.Identity] = {}
         self._kvm_stats: dict[int, kvmstats.GuestKvmStats | None] = {}
         self._lock = threading.Lock()  # the registry watcher thread adds identities
-        self._previous: dict[int, dict[str, float]] = {}
+        self._previous: dict[int, GuestStats] = {}  # the last poll's stats: rates' base
         self._last_poll = time.time()
         self._refused: set[int] = set()  # guests a full `holes` refused when userspace added them
         for pid in sorted((self.pids or set()) | set(self.hole_ranges)):
             self._track(pid, self.hole_ranges.get(pid, self.default_holes))
         self._warned: set[str] = set()
+        self._complaints = RegistryComplaints()  # said after each scan and each poll
         self.watcher: RegistryWatcher | None = None
         self.rescan()
 
@@ -60,7 +62,7 @@ class Monitor:
             print(f"kvmhole: warning: {message}", file=sys.stderr, flush=True)
 
     def _warn_file(self, path: Path, reason: str) -> None:
-        self._warn(f"ignoring {path} in the guest registry: {reason}")
+        self._complaints.add(path, reason)
 
     def _wanted(self, pid: int) -> bool:
         return self.pids is None or pid in self.pids
@@ -95,7 +97,7 @@ class Monitor:
             ecam = None if pid in self.hole_ranges else entry.get("ecam")
             if not self._track(pid, holes, ecam):
                 return  # not counted: reporting it with zeros would be a lie
-            self._identities[pid] = identity
+            self._identities[pid] = self._distinct(pid, identity)
             # now, while the VMM surely runs: a short guest may be gone by the next poll
             self._attach_kvm_stats(pid)
 
@@ -117,12 +119,21 @@ class Monitor:
                 else:  # not a kvmhole VMM, or its pid now belongs to another process
                     identity = discovery.from_process(pid, self.program.comm(pid), start)
                 identity.holes = identity.holes or self.hole_ranges.get(pid, self.default_holes)
-                self._identities[pid] = identity
+                self._identities[pid] = self._distinct(pid, identity)
                 if start is not None:
                     # identified: its later accesses by its own rules, not provisionally
                     self.program.track(pid, identity.holes, ecam)
                     self._attach_kvm_stats(pid)
             return self._identities[pid]
+
+    def _distinct(self, pid: int, identity: discovery.Identity) -> discovery.Identity:
+        """A guest named like another watched guest of its VMM kind is NAME/PID, for
+        life, in every view (the exporter's store names guests it still serves after
+        the monitor forgot them the same way)."""
+        taken = {(i.vmm, i.name) for other, i in self._identities.items() if other != pid}
+        if (identity.vmm, identity.name) in taken:
+            identity.name = f"{identity.name}/{pid}"
+        return identity
 
     def _alive(self, pid: int) -> bool:
         """Still the process first seen with this pid (a reused pid is another guest)."""
@@ -182,10 +193,12 @@ class Monitor:
                     kvm_stats.close()
         self._last_poll = now
         health = ProbeHealth(path=self.plan.path, lost_events=self.program.lost_events(),
-                             tracepoints=self.plan.tracepoints, message=self.plan.message,
+                             tracepoints=self.plan.tracepoints,
+                             message=self.plan.probe_path.limitation,
                              maps=self.program.map_fill(), map_full=self.program.map_full())
         health.map_full["holes"] += len(self._refused)
         self._warn_full(health)
+        self._complaints.say()  # the files the watcher and this poll met
         return Snapshot(ts=now, interval_s=interval, probe=health, guests=guests)
 
     def _warn_full(self, health: ProbeHealth) -> None:
@@ -206,16 +219,15 @@ class Monitor:
     def _stats(self, pid: int, raw: RawCounts, interval: float) -> GuestStats:
         who = self._identity(pid)
         stats = GuestStats(pid=pid, name=who.name, vmm=who.vmm, strategy=who.strategy,
-                           holes=list(who.holes or []), **vars(raw))
+                           holes=list(who.holes or []), uuid=who.uuid, **vars(raw))
         with self._lock:
             kvm_stats = self._kvm_stats.get(pid)
         if kvm_stats is not None:
             stats.kvm_stats = kvm_stats.read()
-        if self.plan.path != "vmx/svm":  # the only path that can time KVM
+        if not self.plan.probe_path.times_kvm:
             stats.kernel_time = None
-        totals = stats.totals()
-        stats.rates = per_second(totals, self._previous.get(pid, {}), interval)
-        self._previous[pid] = totals
+        stats.rates = Rates.between(stats, self._previous.get(pid), interval)
+        self._previous[pid] = stats
         return stats
 
     def rescan(self) -> None:
@@ -229,6 +241,7 @@ class Monitor:
         self.watcher = fresh
         for entry in registry.entries(self._warn_file).values():
             self._adopt(entry)
+        self._complaints.say()
 
     def events(self, callback) -> None:
         """Stream every userspace exit to callback(event) (Monitor(events=True) only)."""

@@ -15,18 +15,14 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from kvmhole.probes import ProbeUnavailable, host
+from kvmhole.probes import ProbeUnavailable, host, paths
+from kvmhole.probes.paths import ProbePath
 
 PLAN_CACHE = host.HEADER_CACHE / "probe-plan.json"
 
-WATCHED = (
-    ("kvm", "kvm_exit"), ("kvm", "kvm_page_fault"), ("kvm", "kvm_entry"),
-    ("kvmmmu", "kvm_mmu_pagetable_walk"), ("kvmmmu", "kvm_mmu_paging_element"),
-    ("kvm", "kvm_mmio"), ("kvm", "kvm_userspace_exit"), ("kvm", "kvm_fpu"),
-)
-# Attached on every path; kvm_fpu's load marks KVM_RUN's entry, kvm_userspace_exit
-# its return (the round trip, and which processes run guests)
-ON_EVERY_PATH = ("kvm:kvm_fpu", "kvm:kvm_mmio", "kvm:kvm_userspace_exit")
+# The self-test watches every tracepoint any path uses, as (system, event).
+WATCHED = tuple(tuple(tp.split(":")) for tp in
+                dict.fromkeys(tp for path in paths.PATHS for tp in path.tracepoints))
 
 # Hits per (process, tracepoint): the self-test guest's own are read afterwards,
 # so the counter can be attached before the guest's pid is known.
@@ -43,38 +39,22 @@ static __always_inline int hit(u32 i) {
 
 @dataclass
 class ProbePlan:
-    path: str  # "emulated" (page walks), "vmx/svm" (kvm_exit + kvm_page_fault), "exits-only"
+    path: str  # the name of a probes.paths entry (kept a name: the plan is cached as JSON)
     fired: dict[str, int] = field(default_factory=dict)  # "system:event" -> hits in the self-test
     boot_id: str = ""
 
     @property
-    def tracepoints(self) -> list[str]:
-        """The tracepoints the monitor attaches for this plan."""
-        used = list(ON_EVERY_PATH)
-        if self.path == "emulated":
-            used += ["kvmmmu:kvm_mmu_pagetable_walk", "kvmmmu:kvm_mmu_paging_element"]
-        elif self.path == "vmx/svm":
-            used += ["kvm:kvm_exit", "kvm:kvm_page_fault", "kvm:kvm_entry"]
-        return used
+    def probe_path(self) -> ProbePath:
+        return paths.BY_NAME[self.path]
 
     @property
-    def message(self) -> str:
-        if self.path == "exits-only":
-            return ("neither kvm_page_fault nor page-walk tracepoints fire here: hole reads "
-                    "served in the kernel cannot be seen, only exits to userspace")
-        return ""
+    def tracepoints(self) -> list[str]:
+        """The tracepoints the monitor attaches for this plan."""
+        return list(self.probe_path.tracepoints)
 
 
 def _boot_id() -> str:
     return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-
-
-def _choose(fired: dict[str, int]) -> str:
-    if fired.get("kvm:kvm_exit") and fired.get("kvm:kvm_page_fault"):
-        return "vmx/svm"
-    if fired.get("kvmmmu:kvm_mmu_pagetable_walk") and fired.get("kvmmmu:kvm_mmu_paging_element"):
-        return "emulated"
-    return "exits-only"
 
 
 def self_test() -> ProbePlan:
@@ -85,7 +65,7 @@ def self_test() -> ProbePlan:
     text = _COUNTER + "".join(
         f"TRACEPOINT_PROBE({system}, {event}) {{ return hit({i}); }}\n"
         for i, (system, event) in enumerate(WATCHED))
-    bpf = BPF(text=text.encode())
+    bpf = BPF(text=text.encode(), cflags=host.CLANG_QUIET)
     try:
         with tempfile.TemporaryDirectory() as run_dir:
             env = {**os.environ, "KVMHOLE_RUN_DIR": run_dir}  # invisible to other monitors
@@ -104,7 +84,7 @@ def self_test() -> ProbePlan:
         if not fired[tracepoint]:
             raise ProbeUnavailable(f"{tracepoint} did not fire for a test guest: this "
                                    "kernel's KVM tracepoints are unusable")
-    return ProbePlan(_choose(fired), fired, _boot_id())
+    return ProbePlan(paths.choose(fired).name, fired, _boot_id())
 
 
 def probe_plan(refresh: bool = False) -> ProbePlan:
@@ -112,7 +92,7 @@ def probe_plan(refresh: bool = False) -> ProbePlan:
     if not refresh:
         try:
             cached = ProbePlan(**json.loads(PLAN_CACHE.read_text()))
-            if cached.boot_id == _boot_id():
+            if cached.boot_id == _boot_id() and cached.path in paths.BY_NAME:
                 return cached
         except (OSError, ValueError, TypeError):
             pass

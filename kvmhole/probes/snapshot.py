@@ -6,8 +6,10 @@ rates are per second over the last interval.
 """
 
 import json
-import math
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
+
+from kvmhole.probes import paths, typed_json
+from kvmhole.probes.paths import ProbePath
 
 # Userspace round trip (return from KVM_RUN -> next KVM_RUN) buckets: powers of two
 # of nanoseconds, 256 ns .. ~8.6 s; the last bucket is +Inf.
@@ -40,6 +42,32 @@ def per_second(totals: dict[str, float], before: dict[str, float],
                interval_s: float) -> dict[str, float]:
     """Rates of cumulative counters over one interval; a counter absent before was 0."""
     return {name: (n - before.get(name, 0)) / interval_s for name, n in totals.items()}
+
+
+@dataclass
+class Rates:
+    """A guest's counters per second over the snapshot's interval, computed once (by the
+    monitor, with `between`) for every view: top's columns and history, trace."""
+
+    hole_reads_in_kernel: float = 0.0
+    hole_read_exits: float = 0.0
+    hole_write_exits: float = 0.0
+    hole_exits_userspace: float = 0.0
+    userspace_exits: float = 0.0
+    by_reason: dict[str, float] = field(default_factory=dict)  # userspace exit reason
+
+    @property
+    def other_exits(self) -> float:
+        """Userspace exits per second that were not hole accesses (device MMIO, port I/O)."""
+        return max(0.0, self.userspace_exits - self.hole_exits_userspace)
+
+    @classmethod
+    def between(cls, now: "GuestStats", before: "GuestStats | None",
+                interval_s: float) -> "Rates":
+        """From the guest's previous stats (None: its first poll, every counter was 0)."""
+        return cls(**per_second(now.totals(), before.totals() if before else {}, interval_s),
+                   by_reason=per_second(now.userspace_exits,
+                                        before.userspace_exits if before else {}, interval_s))
 
 
 def config_counts(**by_mechanism: ConfigCounts) -> dict[str, ConfigCounts]:
@@ -103,6 +131,10 @@ class Histogram:
     counts: list[int] = field(default_factory=lambda: [0] * (len(ROUNDTRIP_BOUNDS_S) + 1))
     sum_s: float = 0.0
 
+    def __post_init__(self):
+        if not self.bounds or len(self.counts) != len(self.bounds) + 1:
+            raise ValueError("a histogram's counts do not match its bounds (one or more)")
+
     @property
     def count(self) -> int:
         return sum(self.counts)
@@ -137,7 +169,7 @@ class GuestStats:
     config: dict[str, ConfigCounts] = field(default_factory=config_counts)  # by mechanism
     buses: list[BusReads] = field(default_factory=list)  # most absent-function reads first
     userspace_exits: dict[str, int] = field(default_factory=dict)  # reason -> count
-    rates: dict[str, float] = field(default_factory=dict)  # counter name -> per second
+    rates: Rates = field(default_factory=Rates)
     roundtrip: Histogram = field(default_factory=Histogram)
     kernel_time: Histogram | None = None  # in-kernel handling of hole exits (VMX/SVM only)
     # KVM's own binary stats of the guest's vCPUs (exits, mmio_exits, io_exits,
@@ -145,6 +177,10 @@ class GuestStats:
     # above. None where the VMM keeps no stats fd open (QEMU, usually).
     kvm_stats: dict[str, int] | None = None
     alive: bool = True  # False in the last snapshot that reports an exited guest
+    uuid: str | None = None  # the VM's UUID where its VMM was given one (QEMU's -uuid)
+
+    def __post_init__(self):
+        self.config = {**config_counts(), **self.config}  # every mechanism, zero if absent
 
     # A hole read is a config read of an absent function by any mechanism: the sums
     # below are what top's columns, the exporter's totals and the rules count.
@@ -200,21 +236,9 @@ class GuestStats:
         return None if median is None else self.hole_reads_in_kernel * median
 
 
-# What a guest's in-kernel count is on each probe path. With hardware virtualisation
-# only faults into KVM are seen: every read of a `native` hole traps, but an
-# `alias`/`dense` hole page is mapped on its first read and later reads never leave
-# the guest. Emulating hosts see every read. Every view names the count from here.
-KERNEL_COUNTS = {
-    "emulated": ("reads", "every hole read is emulated by KVM and seen"),
-    "vmx/svm": ("faults", "hole faults into KVM: every read of a native hole, but only the "
-                "first read of each mapped (alias/dense) hole page; later reads are unseen"),
-    "exits-only": ("none", "hole reads served in the kernel cannot be seen on this host"),
-}
-
-
 @dataclass
 class ProbeHealth:
-    path: str  # a key of KERNEL_COUNTS: "vmx/svm", "emulated" or "exits-only" (plan.py)
+    path: str  # the name of a probes.paths entry: what the in-kernel count counts there
     up: bool = True
     lost_events: int = 0
     tracepoints: list[str] = field(default_factory=list)
@@ -225,14 +249,22 @@ class ProbeHealth:
     # per such map: the guests (threads, for vcpus) it refused, full: not counted
     map_full: dict[str, int] = field(default_factory=dict)
 
+    def __post_init__(self):
+        if self.path not in paths.BY_NAME:
+            raise ValueError(f"probe.path {self.path!r} is none of {', '.join(paths.BY_NAME)}")
+
+    @property
+    def probe_path(self) -> ProbePath:
+        return paths.BY_NAME[self.path]
+
     @property
     def kernel_counts(self) -> str:
         """What the in-kernel count counts here: reads, faults or none."""
-        return KERNEL_COUNTS[self.path][0]
+        return self.probe_path.kernel_counts
 
     @property
     def kernel_counts_note(self) -> str:
-        return f"in-kernel = {KERNEL_COUNTS[self.path][1]}"
+        return f"in-kernel = {self.probe_path.kernel_counts_note}"
 
 
 @dataclass
@@ -253,92 +285,16 @@ class Snapshot:
 
     @classmethod
     def from_dict(cls, raw) -> "Snapshot":
-        """The snapshot of a JSON object, every field's type checked (ValueError says
-        which is wrong): a recording is a file anyone may have edited or cut."""
-        _need(raw, dict, "the snapshot")
-        probe = _need(raw.get("probe"), dict, "probe")
-        health = ProbeHealth(
-            path=_need(probe.get("path"), str, "probe.path"),
-            up=_need(probe.get("up", True), bool, "probe.up"),
-            lost_events=_need(probe.get("lost_events", 0), int, "probe.lost_events"),
-            tracepoints=[_need(t, str, "a tracepoint")
-                         for t in _need(probe.get("tracepoints", []), list, "tracepoints")],
-            message=_need(probe.get("message", ""), str, "probe.message"),
-            map_full=_counts(probe.get("map_full", {}), "probe.map_full"))
-        guests = [_guest(g) for g in _need(raw.get("guests", []), list, "guests")]
-        return cls(_need(raw.get("ts"), float, "ts"),
-                   _need(raw.get("interval_s"), float, "interval_s"), health, guests)
+        """The snapshot of a JSON object, every field's type checked against the
+        declarations above (ValueError says which is wrong): a recording is a file
+        anyone may have edited or cut."""
+        return typed_json.load(cls, raw, "the snapshot")
 
     @classmethod
     def from_json(cls, line: str) -> "Snapshot":
         return cls.from_dict(json.loads(line))
 
 
-def _need(value, kind: type, what: str):
-    """value if it is a `kind` (a float: any finite number; an int: not negative)."""
-    if kind is float:
-        ok = type(value) in (int, float) and math.isfinite(value)
-    elif kind is int:
-        ok = type(value) is int and value >= 0
-    else:
-        ok = isinstance(value, kind)
-    if not ok:
-        raise ValueError(f"{what} is not {'a number' if kind is float else kind.__name__}")
-    return value
-
-
-def _counts(raw, what: str) -> dict:
-    return {_need(k, str, what): _need(v, int, what)
-            for k, v in _need(raw, dict, what).items()}
-
-
-def _guest(raw) -> GuestStats:
-    g = _need(raw, dict, "a guest")
-    holes = []
-    for pair in _need(g.get("holes", []), list, "holes"):
-        if not (isinstance(pair, list) and len(pair) == 2):
-            raise ValueError("a hole is not [start, end]")
-        holes.append((_need(pair[0], int, "a hole start"), _need(pair[1], int, "a hole end")))
-    kvm_stats = g.get("kvm_stats")
-    return GuestStats(
-        pid=_need(g.get("pid"), int, "pid"), name=_need(g.get("name"), str, "name"),
-        vmm=_need(g.get("vmm"), str, "vmm"), strategy=_need(g.get("strategy"), str, "strategy"),
-        holes=holes,
-        config=config_counts(**{m: _config(c) for m, c in
-                                _need(g.get("config", {}), dict, "config").items()}),
-        buses=[_bus(b) for b in _need(g.get("buses", []), list, "buses")],
-        userspace_exits=_counts(g.get("userspace_exits", {}), "userspace_exits"),
-        rates={_need(k, str, "rates"): _need(v, float, "a rate")
-               for k, v in _need(g.get("rates", {}), dict, "rates").items()},
-        roundtrip=_histogram(g.get("roundtrip")),
-        kernel_time=_histogram(g["kernel_time"]) if g.get("kernel_time") else None,
-        kvm_stats=None if kvm_stats is None else _counts(kvm_stats, "kvm_stats"),
-        alive=_need(g.get("alive", True), bool, "alive"))
-
-
-def _config(raw) -> ConfigCounts:
-    c = _need(raw, dict, "a mechanism's counts")
-    return ConfigCounts(**{f.name: _need(c.get(f.name, 0), int, "a count")
-                           for f in fields(ConfigCounts)})
-
-
-def _bus(raw) -> BusReads:
-    b = _need(raw, dict, "a bus")
-    return BusReads(_need(b.get("bus"), int, "a bus"), _counts(b.get("reads", {}), "bus reads"))
-
-
 # Written into each guest's JSON for readers that do not recompute them (ignored on
 # load), and, with the total of userspace exits, the counters the monitor rates.
 DERIVED = ("hole_reads_in_kernel", "hole_read_exits", "hole_write_exits", "hole_exits_userspace")
-
-
-def _histogram(raw) -> Histogram:
-    if not raw:
-        return Histogram()
-    h = _need(raw, dict, "a histogram")
-    bounds = tuple(_need(b, float, "a bucket bound") for b in _need(h.get("bounds"), list,
-                                                                    "bounds"))
-    counts = [_need(c, int, "a bucket count") for c in _need(h.get("counts"), list, "counts")]
-    if len(counts) != len(bounds) + 1:
-        raise ValueError("a histogram's counts do not match its bounds")
-    return Histogram(bounds, counts, _need(h.get("sum_s"), float, "sum_s"))

@@ -11,6 +11,7 @@ import threading
 from pathlib import Path
 
 from kvmhole.probes import ProbeUnavailable
+from kvmhole.text import printable
 
 IN_CLOSE_WRITE = 0x008
 IN_MOVED_TO = 0x080
@@ -61,7 +62,7 @@ class RegistryWatcher:
                     try:
                         self.on_entry(self.directory / name)
                     except Exception as error:  # this thread names every later guest
-                        self.warn(f"registry file {name}: {error!r}")
+                        self.warn(f"registry file {printable(name)}: {error!r}")
 
     def close(self) -> None:
         os.write(self._stop_w, b"x")

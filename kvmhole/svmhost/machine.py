@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -147,9 +148,9 @@ def run(command: list[str], *, timeout: float = 600, cwd: Path | None = None,
     if shutil.which(QEMU) is None:
         raise SvmHostError(f"{QEMU} not found: apt-get install qemu-system-x86")
     image = kernel_image(series, progress)
-    work = Path(tempfile.mkdtemp(prefix="kvmhole-svmhost-"))
-    qemu = None
-    try:
+    with ExitStack() as cleanup:  # in reverse: QEMU stopped, then its files removed
+        work = Path(cleanup.enter_context(tempfile.TemporaryDirectory(
+            prefix="kvmhole-svmhost-", ignore_cleanup_errors=True)))
         out = work / "out"
         (out / "files").mkdir(parents=True)
         (out / "job.sh").write_text(_job_script(command, cwd or Path.cwd(),
@@ -160,8 +161,10 @@ def run(command: list[str], *, timeout: float = 600, cwd: Path | None = None,
                             cpu=cpu, kvm=kvm, monitor=work / "monitor")
         progress(f"booting the SVM host ({image.version}, QEMU TCG, {cpus} vCPUs)")
         started = time.monotonic()
-        qemu = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, start_new_session=True)
+        qemu = cleanup.enter_context(subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            start_new_session=True))
+        cleanup.callback(_stop, qemu)  # runs before Popen's exit closes its stderr
         follower = _Follower(out, stream)
         while qemu.poll() is None and time.monotonic() - started < timeout:
             time.sleep(0.2)
@@ -187,8 +190,3 @@ def run(command: list[str], *, timeout: float = 600, cwd: Path | None = None,
                          (out / "stderr").read_text(errors="replace"), console, seconds,
                          {p.name: p.read_bytes() for p in (out / "files").iterdir()
                           if p.is_file()})
-    finally:
-        if qemu is not None:
-            _stop(qemu)
-            qemu.stderr.close()
-        shutil.rmtree(work, ignore_errors=True)

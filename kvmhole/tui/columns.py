@@ -6,22 +6,11 @@ not disagree and sorting works on numbers, not on formatted text.
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any
 
-from kvmhole.probes.snapshot import GuestStats, Snapshot
-
-
-def printable(text: str) -> str:
-    """Text from guests (names: free text, a registry file, QEMU's -name) as it may reach
-    a terminal: control characters, escape sequences and newlines shown escaped."""
-    if text.isprintable():  # the usual case, checked at C speed: the table asks every poll
-        return text
-    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
-
-
-def other_exits_rate(g: GuestStats) -> float:
-    """Userspace exits per second that were not hole accesses (device MMIO, port I/O...)."""
-    return max(0.0, g.rates.get("userspace_exits", 0.0) - g.rates.get("hole_exits_userspace", 0.0))
+from kvmhole.probes.snapshot import GuestStats, Rates, Snapshot
+from kvmhole.text import printable
 
 
 def count(value: float) -> str:
@@ -55,10 +44,14 @@ class Column:
     cell: Callable[[GuestStats], str]
     sort: Callable[[GuestStats], Any]
     numeric: bool = True  # right-aligned, and sorted largest first when chosen
+    rate: Callable[[Rates], float] | None = None  # a rate column: top plots its history
+    help: str = ""  # what the column means, for top's help screen (numbers only)
 
 
-def _rate(counter: str) -> Callable[[GuestStats], float]:
-    return lambda g: g.rates.get(counter, 0.0)
+def _rate_column(key: str, label: str, width: int, rate: Callable[[Rates], float],
+                 help: str) -> Column:
+    return Column(key, label, width, lambda g: count(rate(g.rates)), lambda g: rate(g.rates),
+                  rate=rate, help=help)
 
 
 def _kernel_p50(g: GuestStats) -> float | None:
@@ -76,17 +69,23 @@ COLUMNS = (
     Column("vmm", "VMM", 7, lambda g: printable(g.vmm), lambda g: g.vmm, numeric=False),
     Column("strategy", "strategy", 8, lambda g: printable(g.strategy), lambda g: g.strategy,
            numeric=False),
-    Column("kernel", "in-kernel/s", 11, lambda g: count(_rate("hole_reads_in_kernel")(g)),
-           _rate("hole_reads_in_kernel")),
-    Column("exits", "hole exits/s", 12, lambda g: count(_rate("hole_exits_userspace")(g)),
-           _rate("hole_exits_userspace")),
-    Column("other", "other exits/s", 13, lambda g: count(other_exits_rate(g)), other_exits_rate),
+    _rate_column("kernel", "in-kernel/s", 11, attrgetter("hole_reads_in_kernel"),
+                 "hole accesses KVM served itself, no exit to the VMM: reads where KVM "
+                 "emulates them, faults on VMX/SVM (a mapped page faults once)"),
+    _rate_column("exits", "hole exits/s", 12, attrgetter("hole_exits_userspace"),
+                 "hole reads and writes that exited to the VMM in userspace"),
+    _rate_column("other", "other exits/s", 13, attrgetter("other_exits"),
+                 "every other userspace exit: device MMIO, port I/O, ..."),
     Column("share", "in kernel", 9, lambda g: share(g.kernel_share),
-           lambda g: -1.0 if g.kernel_share is None else g.kernel_share),
+           lambda g: -1.0 if g.kernel_share is None else g.kernel_share,
+           help="share of hole reads kept in the kernel since the monitor started"),
     Column("saved", "time saved", 10, lambda g: seconds(g.time_saved_s),
-           lambda g: g.time_saved_s or 0.0),
+           lambda g: g.time_saved_s or 0.0,
+           help="in-kernel hole reads x this guest's median userspace round trip"),
     Column("ktime", "kernel p50", 10, lambda g: seconds(_kernel_p50(g)),
-           lambda g: _kernel_p50(g) or 0.0),
+           lambda g: _kernel_p50(g) or 0.0,
+           help="median time KVM took to serve a hole fault (VMX/SVM hosts only; - "
+                "where the host cannot time it)"),
 )
 COLUMN = {c.key: c for c in COLUMNS}
 

@@ -7,8 +7,10 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Static
 
+from kvmhole.probes import paths
 from kvmhole.probes.snapshot import GuestStats, Histogram
-from kvmhole.tui.columns import COLUMN, count, printable, seconds
+from kvmhole.text import printable
+from kvmhole.tui.columns import count, seconds
 from kvmhole.tui.history import SERIES, Point
 from kvmhole.tui.plain_table import PlainTable
 from kvmhole.tui.sparkline import Sparkline
@@ -25,6 +27,8 @@ def _holes(g: GuestStats) -> str:
 def title(g: GuestStats, probe_path: str) -> Text:
     text = Text.assemble((printable(g.name), "bold"), f"  pid {g.pid}  {printable(g.vmm)}/"
                          f"{printable(g.strategy)}  holes {_holes(g)}")
+    if g.uuid is not None:
+        text.append(f"  uuid {printable(g.uuid)}")
     if not g.alive:
         text.append("  exited", style="bold red")
     if g.kvm_stats:  # KVM's own count beside the probes', where the VMM lets us read it
@@ -32,7 +36,8 @@ def title(g: GuestStats, probe_path: str) -> Text:
                     f"{count(g.kvm_stats['mmio_exits'])}, exits {count(g.kvm_stats['exits'])}",
                     style="dim")
     strategy = strategy_of(g.strategy)
-    if probe_path == "vmx/svm" and strategy is not None and strategy.maps_memory:
+    if paths.BY_NAME[probe_path].mapped_reads_unseen and strategy is not None \
+            and strategy.maps_memory:
         # mapped hole pages fault once, then reads never leave the guest: no event at all
         text.append("  (hardware virtualisation: only first touches of mapped hole pages "
                     "are seen)", style="italic")
@@ -103,9 +108,9 @@ class DetailPane(Vertical):
         yield Static("no guest selected", id="detail-title")
         with Horizontal():
             with Vertical(id="rates"):
-                for key in SERIES:
-                    yield Static(id=f"label-{key}")
-                    yield Sparkline([], id=f"spark-{key}")
+                for column in SERIES:
+                    yield Static(id=f"label-{column.key}")
+                    yield Sparkline([], id=f"spark-{column.key}")
             with Vertical(id="tables"):
                 yield SizedStatic(id="reasons")
                 yield SizedStatic(id="config")
@@ -119,15 +124,15 @@ class DetailPane(Vertical):
         have a fixed size; the tables are SizedStatics."""
         update_line(self.query_one("#detail-title", Static),
                     "no guest selected" if g is None else title(g, probe_path))
-        for key in SERIES:
-            spark = self.query_one(f"#spark-{key}", Sparkline)
-            series = [p.rates[key] for p in points] if g else []
+        for column in SERIES:
+            spark = self.query_one(f"#spark-{column.key}", Sparkline)
+            series = [p.rates[column.key] for p in points] if g else []
             # one point per cell: the newest at the right, older ones scroll off
             spark.data = series[-max(1, spark.size.width):]
-            label = f"{COLUMN[key].label} {count(COLUMN[key].sort(g))}" if g else ""
+            label = f"{column.label} {count(column.rate(g.rates))}" if g else ""
             if series:
                 label += f" · max {count(max(series))}"
-            update_line(self.query_one(f"#label-{key}", Static), label)
+            update_line(self.query_one(f"#label-{column.key}", Static), label)
         if g is None:
             for static in self.query(SizedStatic):
                 static.update("")

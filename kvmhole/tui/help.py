@@ -1,11 +1,15 @@
 """The help screen: keys and what each column means."""
 
+import textwrap
+
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-HELP = """\
+from kvmhole.tui.columns import COLUMNS
+
+_HELP = """\
 [b]kvmhole top[/b]: per guest, PCI-hole reads served in the kernel vs exits to userspace
 
 [b]Keys[/b]
@@ -18,14 +22,24 @@ HELP = """\
   q  Ctrl-C       quit (guests started by --demo are stopped)
 
 [b]Columns[/b]
-  in-kernel/s     hole accesses KVM served itself, no exit to the VMM: reads where
-                  KVM emulates them, faults on VMX/SVM (a mapped page faults once)
-  hole exits/s    hole reads and writes that exited to the VMM in userspace
-  other exits/s   every other userspace exit: device MMIO, port I/O, ...
-  in kernel       share of hole reads kept in the kernel since the monitor started
-  time saved      in-kernel hole reads x this guest's median userspace round trip
+{columns}
 
 [dim]Esc, q or ? closes this screen[/dim]"""
+
+
+
+def _column_help() -> str:
+    """Every numeric column's label and meaning, from the columns themselves."""
+    lines = []
+    for column in COLUMNS:
+        if column.help:
+            words = textwrap.wrap(column.help, 62)
+            lines.append(f"  {column.label:15} {words[0]}")
+            lines += [f"  {'':15} {line}" for line in words[1:]]
+    return "\n".join(lines)
+
+
+HELP = _HELP.format(columns=_column_help())
 
 
 class HelpScreen(ModalScreen):

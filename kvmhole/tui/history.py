@@ -9,17 +9,17 @@ snapshot.
 from collections import deque
 from dataclasses import dataclass
 
-from kvmhole.probes.snapshot import GuestStats, Snapshot, per_second
-from kvmhole.tui.columns import COLUMN
+from kvmhole.probes.snapshot import Snapshot
+from kvmhole.tui.columns import COLUMNS
 
-SERIES = ("kernel", "exits", "other")  # table columns plotted over time
+SERIES = tuple(c for c in COLUMNS if c.rate)  # the table's rate columns, plotted over time
 POINTS = 120  # two minutes at the default 1 s interval; wider than any sparkline
 
 
 @dataclass
 class Point:
     ts: float
-    rates: dict[str, float]  # SERIES key -> per second
+    rates: dict[str, float]  # a SERIES column's key -> per second
     reasons: dict[str, float]  # userspace exit reason -> per second
 
 
@@ -27,20 +27,15 @@ class History:
     def __init__(self, points: int = POINTS):
         self._points: dict[int, deque[Point]] = {}
         self._size = points
-        self._previous: dict[int, GuestStats] = {}
 
     def record(self, snapshot: Snapshot) -> None:
         present = {g.pid for g in snapshot.guests}
         for pid in set(self._points) - present:
             del self._points[pid]
-            self._previous.pop(pid, None)
         for g in snapshot.guests:
-            before = self._previous.get(g.pid)
-            reasons = per_second(g.userspace_exits, before.userspace_exits if before else {},
-                                 snapshot.interval_s)
-            point = Point(snapshot.ts, {key: COLUMN[key].sort(g) for key in SERIES}, reasons)
+            point = Point(snapshot.ts, {c.key: c.rate(g.rates) for c in SERIES},
+                          g.rates.by_reason)
             self._points.setdefault(g.pid, deque(maxlen=self._size)).append(point)
-            self._previous[g.pid] = g
 
     def points(self, pid: int, until: float) -> list[Point]:
         """The guest's points up to and including time `until`, oldest first."""

@@ -1,7 +1,7 @@
 """The VMM: guest memory, hole strategies, ECAM devices and the run loop."""
 
 from kvmhole.vmm.blueprint import MachineConfig
-from kvmhole.vmm.deadline import GuestTimeout
+from kvmhole.vmm.deadline import GuestStopped, GuestTimeout
 from kvmhole.vmm.machine import Machine, RunResult
 
-__all__ = ["GuestTimeout", "Machine", "MachineConfig", "RunResult"]
+__all__ = ["GuestStopped", "GuestTimeout", "Machine", "MachineConfig", "RunResult"]

@@ -1,21 +1,31 @@
-"""Signals around the run loop: --timeout and a clean exit on SIGTERM."""
+"""Signals around the run loop: --timeout and a clean stop on SIGTERM or Ctrl-C."""
 
 import signal
 import threading
 
 from kvmhole.errors import ConfigError, KvmholeError
 
-STOPPING = (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+STOPPING = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
 
 
 class GuestTimeout(KvmholeError):
     pass
 
 
+class GuestStopped(KvmholeError):
+    """A stopping signal ended the run: reported with the counts so far, and the
+    process exits 128 + signum as one killed by it would."""
+
+    def __init__(self, signum: int):
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
+        self.signum = signum
+
+
 class Deadline:
     """SIGALRM after `seconds`: KVM_RUN returns EINTR and the handler raises GuestTimeout.
-    SIGTERM, SIGHUP (a closed terminal) and SIGQUIT become SystemExit, so the registry
-    entry is marked exited and the mappings are released; only SIGKILL leaves it live."""
+    SIGTERM, SIGINT (Ctrl-C), SIGHUP (a closed terminal) and SIGQUIT raise GuestStopped,
+    so the run ends with a result (the counts so far), the registry entry is marked
+    exited and the mappings are released; only SIGKILL leaves it live."""
 
     def __init__(self, seconds: float | None):
         self.seconds = seconds
@@ -44,7 +54,8 @@ class Deadline:
 
 
 def _terminate(signum, frame):
-    # One SIGTERM is enough: a second one must not cut the cleanup short. They come in
-    # bursts: PR_SET_PDEATHSIG fires once per thread of a dying multi-threaded parent.
-    signal.signal(signum, signal.SIG_IGN)
-    raise SystemExit(128 + signum)
+    # One stopping signal is enough: another must not cut the cleanup short. They come
+    # in bursts: PR_SET_PDEATHSIG fires once per thread of a dying multi-threaded parent.
+    for stopping in STOPPING:
+        signal.signal(stopping, signal.SIG_IGN)
+    raise GuestStopped(signum)

@@ -11,7 +11,7 @@ from kvmhole.errors import GuestError, KvmholeError
 from kvmhole.guests import protocol
 from kvmhole.vmm.blueprint import Blueprint, MachineConfig
 from kvmhole.vmm.builder import BuiltVm
-from kvmhole.vmm.deadline import Deadline, GuestTimeout
+from kvmhole.vmm.deadline import Deadline, GuestStopped, GuestTimeout
 from kvmhole.vmm.devices import Devices
 from kvmhole.vmm.registry import Registration, host_pid
 from kvmhole.vmm.run_loop import run_until_done
@@ -27,7 +27,7 @@ class RunResult:
     hole_size: int
     hole_pages: int
     memslots: int
-    status: str  # ok | failed (the guest's checks) | crashed | timeout
+    status: str  # ok | failed (the guest's checks) | crashed | timeout | stopped (a signal)
     error: str | None  # what ended a crashed or timed-out guest
     guest_result: dict
     guest_hole_reads: int
@@ -65,7 +65,7 @@ class Machine:
                 try:
                     self.status = run_until_done(built.vcpu, self.devices,
                                                  self.config.c_fastpath)
-                except (GuestError, GuestTimeout) as error:
+                except (GuestError, GuestTimeout, GuestStopped) as error:
                     self.error = error  # reported with what the guest counted so far
                 finally:  # SIGTERM too: the entry keeps the final stats for monitors
                     kvm_stats = built.read_stats()
@@ -102,6 +102,8 @@ class Machine:
 
     def _status(self, guest_result: dict) -> str:
         if self.error is not None:
+            if isinstance(self.error, GuestStopped):
+                return "stopped"
             return "timeout" if isinstance(self.error, GuestTimeout) else "crashed"
         if self.status != protocol.STATUS_OK:
             return "failed"

@@ -11,7 +11,12 @@ monitor first reports it. Monitors and starting VMMs remove entries whose proces
 is gone and that are older than GRACE_S, those of VMMs killed outright included.
 
 The directory may hold anything (it is a well-known path), so entries are read
-without following links or blocking, bounded in size, and checked field by field.
+without following links or blocking, bounded in size and nesting, checked field by
+field, and taken only from root or from the user the VMM process they name runs as:
+whoever can write the directory must not rename another user's guest or change how
+its reads are classified. Every way a file can be wrong is one BadEntry, whose
+message names the kind of fault and nothing of the file, so warnings can be summed
+up per kind.
 """
 
 import contextlib
@@ -23,12 +28,12 @@ import time
 from pathlib import Path
 
 from kvmhole.errors import ConfigError
+from kvmhole.text import MAX_NAME
 from kvmhole.vmm.memmap import MAX_HOLE_RUNS
 
 DEFAULT_DIR = "/run/kvmhole"
 GRACE_S = 60.0  # how long an exited VMM's entry stays: longer than any monitor's poll
 MAX_ENTRY_BYTES = 64 << 10
-MAX_NAME = 64  # characters of a guest name
 MAX_PID = 1 << 22  # the kernel's PID_MAX_LIMIT
 
 
@@ -130,8 +135,8 @@ class Registration:
 
 def read_entry(path: Path) -> dict | None:
     """The checked entry in `path`; None if it was removed meanwhile; BadEntry if invalid."""
-    if not (path.stem.isdigit() and path.suffix == ".json"):
-        raise BadEntry("not named PID.json")
+    if not (path.stem.isascii() and path.stem.isdigit() and path.suffix == ".json"):
+        raise BadEntry("not named PID.json")  # isdigit alone takes '²', which int() refuses
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY
                      | os.O_CLOEXEC)
@@ -140,9 +145,12 @@ def read_entry(path: Path) -> dict | None:
     except OSError as error:  # ELOOP: a symbolic link
         raise BadEntry(f"cannot open it: {error.strerror}") from None
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
             raise BadEntry("not a regular file")
         data = os.read(fd, MAX_ENTRY_BYTES + 1)
+    except OSError as error:  # EIO, or a file system that refuses reads
+        raise BadEntry(f"cannot read it: {error.strerror}") from None
     finally:
         os.close(fd)
     if len(data) > MAX_ENTRY_BYTES:
@@ -151,7 +159,23 @@ def read_entry(path: Path) -> dict | None:
         raw = json.loads(data)
     except ValueError:  # UnicodeDecodeError included
         raise BadEntry("not JSON") from None
-    return check_entry(raw, int(path.stem))
+    except RecursionError:  # [[[...]]]: a 60 KB file nests deeper than Python recurses
+        raise BadEntry("JSON nested too deeply") from None
+    entry = check_entry(raw, int(path.stem))
+    _check_owner(info.st_uid, entry["pid"])
+    return entry
+
+
+def _check_owner(writer: int, pid: int) -> None:
+    """Root's entries, and those of the user VMM `pid` runs as, are trusted; a process
+    gone already names no running guest, so its entry is left to the start-time check."""
+    try:
+        owner = os.stat(f"/proc/{pid}").st_uid
+    except OSError:
+        return
+    if writer not in (0, owner):
+        raise BadEntry("written by a user who is neither root nor the owner of the VMM "
+                       "process it names")
 
 
 def _int(value, low: int, high: int, what: str) -> int:
@@ -172,7 +196,7 @@ def check_entry(raw, pid: int) -> dict:
     if not isinstance(raw, dict):
         raise BadEntry("not a JSON object")
     if _int(raw.get("pid"), 1, MAX_PID, "pid") != pid:
-        raise BadEntry(f"its pid {raw['pid']} is not the one in its name")
+        raise BadEntry("its pid is not the one in its name")
     entry = {"pid": pid, "start": _int(raw.get("start"), 0, 2**63, "start"),
              "name": _text(raw, "name", "") or f"kvmhole-{pid}",
              "vmm": _text(raw, "vmm", "kvmhole"), "strategy": _text(raw, "strategy", "unknown")}
