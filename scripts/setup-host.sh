@@ -8,10 +8,12 @@ set -euo pipefail
 # Debian 12's two kernel series, by their metapackages (never a release: the archive moves
 # them, and kvmhole/kernel/release.py reads whichever release is installed). Headers: bcc
 # and the SVM host (6.12's headers pull its image in too; nothing boots it here). Sources,
-# gcc-12, patch and xz-utils: kvmhole kernel build (the patched kvm modules).
+# gcc-12, patch and xz-utils: kvmhole kernel build (the patched kvm modules). dkms: the
+# SVM-host test installs the port with it (--no-install-recommends, after the rest of this
+# list, it added itself only: its kmod, dpkg-dev and lsb-release were already in).
 PACKAGES=(gcc binutils make python3 python3-venv python3-bpfcc bpfcc-tools
           linux-headers-amd64 linux-headers-6.12-amd64 qemu-system-x86 prometheus tmux
-          busybox-static linux-source-6.1 linux-source-6.12 gcc-12 patch xz-utils)
+          busybox-static linux-source-6.1 linux-source-6.12 gcc-12 patch xz-utils dkms)
 
 if [ "$(id -u)" -ne 0 ]; then
     echo "setup-host: run as root (apt-get and mounts need it)" >&2
