@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
+from kvmhole.kernel import release
 from kvmhole.vmm import registry
 from kvmhole.vmm.registry import process_state
 
@@ -111,6 +112,17 @@ def run_json(*args: str, timeout: float = 120) -> dict:
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "pure: plain data, no KVM: runs as any user, anywhere")
+    config.addinivalue_line("markers", "other_series: the hardware path on the kernel series "
+                            "that is not Debian's default (`make test-all` runs it too)")
+
+
+def kernel_series() -> list:
+    """Each supported kernel series as a pytest param, for one SVM host boot per series:
+    Debian's default series is marked nothing, the other other_series."""
+    default = release.default_series()
+    return [pytest.param(series, id=series,
+                         marks=() if series == default else pytest.mark.other_series)
+            for series in release.SERIES]
 
 
 @functools.cache

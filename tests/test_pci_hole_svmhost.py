@@ -21,7 +21,7 @@ from kvmhole.kernel import release
 from kvmhole.svmhost.kernel import BUSYBOX, kernel_image
 from kvmhole.svmhost.machine import HOLD_VM, RELEASE_VM
 from tests import dkms_tree
-from tests.conftest import kvmhole
+from tests.conftest import kernel_series, kvmhole
 from tests.svm_boot import boot
 
 REPO = Path(__file__).resolve().parents[1]
@@ -77,7 +77,7 @@ def job(kernel, tree, image) -> str:
     return " && ".join(steps)
 
 
-@pytest.fixture(scope="module", params=release.SERIES)
+@pytest.fixture(scope="module", params=kernel_series())
 def lifecycle(request):
     series = request.param
     kernel = release.resolve(series)
