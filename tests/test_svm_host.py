@@ -75,12 +75,18 @@ def _inside_run(series: str):
 
 @pytest.fixture(scope="session")
 def inside_runs():
-    """inside_runs(series): that series' boot, made once for all its tests."""
+    """inside_runs(series): that series' boot, made once for all its tests (a boot that
+    failed fails them all, as a session fixture's error would, without booting again)."""
     runs = {}
 
     def run(series: str):
         if series not in runs:
-            runs[series] = _inside_run(series)
+            try:
+                runs[series] = _inside_run(series)
+            except Exception as error:  # re-raised for every test of the series
+                runs[series] = error
+        if isinstance(runs[series], Exception):
+            raise runs[series]
         return runs[series]
     return run
 

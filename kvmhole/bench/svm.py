@@ -29,7 +29,7 @@ SVM_SIZES_MIB = (16, 256)  # the seed's 32 MB per 8192 pages lies between
 def measure(pages: int, reps: int, advance, series: str | None = None) -> dict:
     """Boot the SVM host once on `series` (default: Debian's default), with the patched
     KVM of that series, and run the sections there."""
-    from kvmhole.kernel.patched_kvm import run_patched
+    from kvmhole.svmhost.patched_kvm import run_patched
 
     result = run_patched([sys.executable, "-m", "kvmhole.bench.svm", str(pages), str(reps)],
                          series, timeout=3600)

@@ -43,7 +43,7 @@ def svmhost(timeout, no_kvm, pci_hole_kvm, series, memory, cpu, command):
     if pci_hole_kvm:
         if no_kvm:
             raise click.UsageError("--pci-hole-kvm and --no-kvm exclude each other")
-        from kvmhole.kernel.patched_kvm import run_patched
+        from kvmhole.svmhost.patched_kvm import run_patched
 
         result = run_patched(list(command), series, timeout=timeout, memory=memory,
                              cpu=cpu or CPU, stream=True, progress=progress)

@@ -25,11 +25,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from kvmhole import cache
 from kvmhole.errors import KvmholeError
 from kvmhole.kernel import debian, modinfo, release
 from kvmhole.kernel.release import Release
 
-CACHE = Path(os.environ.get("KVMHOLE_CACHE_DIR", "/var/cache/kvmhole")) / "kernel"
+CACHE = Path(os.environ.get("KVMHOLE_CACHE_DIR", cache.ROOT)) / "kernel"
 MODULES = ("kvm", "kvm-amd", "kvm-intel")
 BUILD_CODE = ("build.py", "debian.py", "modinfo.py", "release.py")
 # The build steps, shared with DKMS; it takes the modules' version from dkms.conf.

@@ -8,12 +8,13 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from kvmhole import cache
 from kvmhole.errors import KvmholeError
 from kvmhole.kernel.release import Release
 
 KVM_DIR = "kernel/arch/x86/kvm"
 # Keyed by package version, so never stale; shared by every build cache.
-STOCK_CACHE = Path("/var/cache/kvmhole/stock")
+STOCK_CACHE = cache.ROOT / "stock"
 
 
 def installed_version(package: str) -> str | None:

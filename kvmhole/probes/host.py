@@ -11,6 +11,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from kvmhole import cache
 from kvmhole.errors import KvmholeError
 from kvmhole.kernel import release
 from kvmhole.probes import ProbeUnavailable
@@ -21,7 +22,7 @@ TRACEFS = Path("/sys/kernel/tracing")
 # twice in current.h) through every command's stderr; the programs are unaffected.
 CLANG_QUIET = ["-Wno-macro-redefined", "-Wno-ignored-attributes",
                "-Wno-duplicate-decl-specifier"]
-HEADER_CACHE = Path("/var/cache/kvmhole")
+HEADER_CACHE = cache.ROOT
 HEADER_SOURCES = release.SOURCES
 
 

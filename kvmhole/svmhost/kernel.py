@@ -15,12 +15,12 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from kvmhole import cache
 from kvmhole.errors import KvmholeError
 from kvmhole.kernel import release
-from kvmhole.probes import host
 from kvmhole.svmhost.errors import SvmHostError
 
-CACHE = host.HEADER_CACHE / "svmhost"
+CACHE = cache.ROOT / "svmhost"
 BUSYBOX = Path("/bin/busybox")  # busybox-static: runs in the initramfs without a libc
 
 

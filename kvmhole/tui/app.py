@@ -87,8 +87,10 @@ class TopApp(App):
                    get_current_worker().cancelled_event)
 
     def on_top_app_polled(self, message: Polled) -> None:
-        if not self.query(GuestTable):
-            return  # quitting: the screen is torn down before the poll worker stops posting
+        # Quitting: the screen is torn down, the detail pane's lines before the table
+        # (seen on a loaded host), while the poll worker may still be posting.
+        if not (self.query(GuestTable) and self.query("#detail-title")):
+            return
         self.apply_snapshot(message.snapshot)
 
     def apply_snapshot(self, snapshot: Snapshot) -> None:
