@@ -9,11 +9,13 @@ set -euo pipefail
 # them, and kvmhole/kernel/release.py reads whichever release is installed). Headers: bcc
 # and the SVM host (6.12's headers pull its image in too; nothing boots it here). Sources,
 # gcc-12, patch and xz-utils: kvmhole kernel build (the patched kvm modules). acpica-tools:
-# iasl compiles the DSDT of `kvmhole run linux` (and reads tables back in its tests).
+# iasl compiles the DSDT of `kvmhole run linux` (and reads tables back in its tests). dkms:
+# the SVM-host test installs the port with it (--no-install-recommends: it adds itself and
+# kmod, dpkg-dev and lsb-release where they are missing).
 PACKAGES=(gcc binutils make python3 python3-venv python3-bpfcc bpfcc-tools
           linux-headers-amd64 linux-headers-6.12-amd64 qemu-system-x86 prometheus tmux
           busybox-static linux-source-6.1 linux-source-6.12 gcc-12 patch xz-utils
-          acpica-tools)
+          acpica-tools dkms)
 
 if [ "$(id -u)" -ne 0 ]; then
     echo "setup-host: run as root (apt-get and mounts need it)" >&2

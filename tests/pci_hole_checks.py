@@ -17,7 +17,7 @@ from kvmhole.kvm._kvm_cffi import lib
 
 from kvmhole.kvm import KvmError, MmioRead, MmioWrite, PortOut, System
 from kvmhole.vmm import hostmem, longmode
-from kvmhole.vmm.strategies import KVM_MEM_PCI_HOLE_BITS, native_flag
+from kvmhole.vmm.strategies import KVM_MEM_PCI_HOLE_BITS, native_flag, native_support
 
 # The patch's selftest: slot 10 at 0xc0000000, 4 pages, no backing.
 SLOT, GPA, SIZE = 10, 0xC0000000, 0x4000
@@ -173,21 +173,6 @@ def kvmhole_run(*args: str) -> dict:
     return json.loads(done.stdout)
 
 
-def probes_native(pages: int = 400, passes: int = 2) -> dict:
-    """The BPF monitor beside a native guest: with no SPTE, every re-read faults again,
-    so the in-kernel count is of reads, one kvm_page_fault each."""
-    from kvmhole.probes.monitor import Monitor
-
-    with Monitor() as monitor:
-        monitor.poll()
-        run = kvmhole_run("ecam-scan", "--hole", "native", "--pages", str(pages),
-                          "--passes", str(passes))
-        guest = monitor.poll().guest(run["pid"])
-        return {"path": monitor.plan.path, "guest_hole_reads": run["guest_hole_reads"],
-                "in_kernel": guest.hole_reads_in_kernel, "exits": guest.hole_read_exits,
-                "kernel_time_count": guest.kernel_time.count}
-
-
 def linux_native() -> dict:
     """kvmhole's VMM booting Debian's kernel on 256 buses without type-1 ports, the hole
     native: the probes' in-kernel count beside tracefs's read faults in the hole,
@@ -213,7 +198,9 @@ def linux_native() -> dict:
 
 
 def trace_native(pages: int = 400, passes: int = 2) -> dict:
-    """`kvmhole trace` beside a native guest: its last row for the guest, once stopped."""
+    """`kvmhole trace` (kvmhole's BPF monitor) beside a native guest: its last row for
+    the guest, once stopped. With no SPTE, every re-read faults again, so the in-kernel
+    count is of reads, one kvm_page_fault each."""
     with tempfile.TemporaryFile("w+") as err:
         trace = subprocess.Popen([sys.executable, "-m", "kvmhole", "trace", "--json",
                                   "--interval", "0.5"], stdout=subprocess.PIPE, stderr=err,
@@ -228,10 +215,12 @@ def trace_native(pages: int = 400, passes: int = 2) -> dict:
         finally:
             trace.send_signal(signal.SIGINT)
             out, _ = trace.communicate(timeout=WATCHDOG_S)
+        attached = _contents(err).splitlines()[0]
     rows = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     last = [r for r in rows if r["pid"] == run["pid"]][-1]
-    return {"guest_hole_reads": run["guest_hole_reads"], "in_kernel": last["hole_reads_in_kernel"],
-            "exits": last["hole_read_exits"]}
+    return {"attached": attached, "guest_hole_reads": run["guest_hole_reads"],
+            "in_kernel": last["hole_reads_in_kernel"], "exits": last["hole_read_exits"],
+            "kernel_time_count": last["kernel_time"]["count"]}
 
 
 def _contents(file) -> str:
@@ -248,6 +237,30 @@ def bench() -> dict:
     return json.loads((Path(os.environ["KVMHOLE_SVMHOST_OUT"]) / svm.RESULT).read_text())
 
 
+def modules() -> dict:
+    """Which file modprobe takes for KVM's modules, and what the loaded ones say they are:
+    the port's have a version (build-modules.sh), Debian's stock ones none."""
+    found = {}
+    for name in ("kvm", "kvm_amd"):
+        file = subprocess.run(["/sbin/modinfo", "-n", name], capture_output=True,
+                              text=True).stdout.strip()
+        signer = subprocess.run(["/sbin/modinfo", "-F", "signer", file], capture_output=True,
+                                text=True).stdout.strip()
+        loaded = Path("/sys/module") / name
+        version = loaded / "version"
+        found[name] = {"file": file, "signer": signer,
+                       "version": version.read_text().strip() if version.exists() else None,
+                       "taint": (loaded / "taint").read_text().strip()}
+    return found
+
+
+def native_refused() -> dict:
+    """`kvmhole run --hole native` where the kernel has no port: one error line."""
+    done = subprocess.run([sys.executable, "-m", "kvmhole", "run", "ecam-scan", "--hole",
+                           "native"], capture_output=True, text=True)
+    return {"returncode": done.returncode, "stderr": done.stderr}
+
+
 def mark(line: str) -> None:
     """Put `line` in the kernel log, so each check's messages can be told apart."""
     with open("/dev/kmsg", "w") as kmsg:
@@ -260,9 +273,11 @@ def kernel_log() -> list[str]:
 
 
 def main(names: list[str]) -> None:
-    """Run the checks named (all by default); one JSON line on stdout."""
+    """Run the checks named (all but native_refused by default); one JSON line on
+    stdout."""
     with open("/sys/module/kvm_amd/parameters/npt") as npt:
-        report, log = {"npt": npt.read().strip() == "Y", "flag": native_flag(),
+        report, log = {"npt": npt.read().strip() == "Y",
+                       "flag": native_flag() if native_support()[0] else None,
                        "kernel": os.uname().release}, kernel_log()
     with System() as system:
         checks = {
@@ -272,16 +287,17 @@ def main(names: list[str]) -> None:
             "ecam_native": lambda: kvmhole_run("ecam-scan", "--hole", "native"),
             "ecam_auto": lambda: kvmhole_run("ecam-scan", "--hole", "auto"),
             "hole_rw_native": lambda: kvmhole_run("hole-rw", "--hole", "native"),
-            "probes_native": probes_native,
             "linux_native": linux_native,
             "trace_native": trace_native,
             "bench": bench,
         }
+        # Not run by default: before the port is installed, and after it is removed.
+        stock = {"modules": modules, "native_refused": native_refused}
         signal.signal(signal.SIGALRM, lambda *_: None)
-        for name in names or checks:
+        for name in names or ["modules", *checks]:
             mark(f"pci_hole_checks: {name}")
             signal.alarm(WATCHDOG_S)
-            report[name] = checks[name]()
+            report[name] = {**checks, **stock}[name]()
             signal.alarm(0)
             now = kernel_log()
             report[name + "_dmesg"] = now[len(log):]

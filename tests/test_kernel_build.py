@@ -18,6 +18,9 @@ from kvmhole.vmm import strategies
 from tests.conftest import assert_one_line_error, kvmhole
 
 MODULES = ("kvm", "kvm-amd", "kvm-intel")
+# The first test builds (1-4 minutes on 2 CPUs, more while SVM hosts share them): the
+# build's own limit, not the suite's default 300 s.
+pytestmark = pytest.mark.timeout(900)
 
 
 @pytest.fixture(scope="session")

@@ -80,6 +80,17 @@ for fix in 's|$(srctree)/virt/kvm/Makefile.kvm|$(src)/../../../virt/kvm/Makefile
 	sed -i "$fix" "$kvm_makefile"
 	[ "$(cksum <"$kvm_makefile")" != "$before" ] || fail "$kvm_makefile: '$fix' changed nothing; the build needs updating"
 done
+# Each module says it is the port, in its modinfo version and so in
+# /sys/module/*/version (Debian's stock KVM modules have none): that is also what lets
+# DKMS install them over the stock ones, which it refuses when versions are equal.
+version=$(sed -n 's/^PACKAGE_VERSION="\(.*\)"$/\1/p' "$here/dkms.conf")-pci-hole
+for module in kvm kvm-amd kvm-intel; do
+	printf '%s\n' "/* Written by build-modules.sh: this module is the KVM_MEM_PCI_HOLE port. */" \
+		"#include <linux/module.h>" "MODULE_VERSION(\"$version\");" \
+		>"$tree/arch/x86/kvm/pci-hole-$module.c"
+	echo "$module-y += pci-hole-$module.o" >>"$kvm_makefile"
+done
+
 # The include roots of the patched headers, in the kernel's order, ahead of the package's.
 root_of() {  # the longest include root a file is under
 	case $1 in

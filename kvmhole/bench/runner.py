@@ -30,6 +30,7 @@ class Plan:
     svm_reps: int  # access-cost repetitions inside the SVM host (TCG: slow)
     scale_counts: tuple[int, ...]  # idle guests at each step of the scale section
     svm: bool = False  # also boot the SVM host for its access-cost section (bench --svm)
+    svm_kernel: str | None = None  # the kernel series it boots (default: Debian's default)
     scale: bool = False  # also run hundreds of idle guests (bench --scale)
 
 
@@ -61,7 +62,8 @@ def sections(plan: Plan) -> list[tuple[str, int, Callable]]:
                                                      advance)))
     if plan.svm:
         chosen.append(("svm", svm.steps(),
-                       lambda advance: svm.measure(plan.pages, plan.svm_reps, advance)))
+                       lambda advance: svm.measure(plan.pages, plan.svm_reps, advance,
+                                                   plan.svm_kernel)))
     return chosen
 
 

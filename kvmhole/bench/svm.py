@@ -27,12 +27,13 @@ RESULT = "svm_access_cost.json"
 SVM_SIZES_MIB = (16, 256)  # the seed's 32 MB per 8192 pages lies between
 
 
-def measure(pages: int, reps: int, advance) -> dict:
-    """Boot the SVM host once, with the patched KVM, and run the sections there."""
+def measure(pages: int, reps: int, advance, series: str | None = None) -> dict:
+    """Boot the SVM host once on `series` (default: Debian's default), with the patched
+    KVM of that series, and run the sections there."""
     from kvmhole.svmhost.patched_kvm import run_patched
 
     result = run_patched([sys.executable, "-m", "kvmhole.bench.svm", str(pages), str(reps)],
-                         timeout=3600)
+                         series, timeout=3600)
     if result.returncode != 0 or RESULT not in result.files:
         last = (result.stderr.strip().splitlines() or ["no output"])[-1]
         raise KvmholeError(f"the benchmark inside the SVM host failed "

@@ -10,6 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from kvmhole.bench import report, runner
 from kvmhole.errors import KvmholeError
+from kvmhole.kernel.release import SERIES
 
 
 class _Bar:
@@ -37,14 +38,20 @@ class _Bar:
               help="Also run the access-cost and memory sections inside an SVM host "
                    "(kvmhole svmhost) whose KVM is the KVM_MEM_PCI_HOLE port, so native "
                    "runs beside the others: the hardware path, in TCG time; adds minutes.")
+@click.option("--kernel", "series", type=click.Choice(SERIES), default=None,
+              help="With --svm: the Debian kernel series the SVM host boots, with that "
+                   "series' port [default: the series of linux-headers-amd64].")
 @click.option("--scale", is_flag=True,
               help="Also run up to 500 idle guests (100 with --quick) beside two busy "
                    "ones under one monitor; adds minutes.")
-def bench(quick, as_json, out, svm, scale):
+def bench(quick, as_json, out, svm, series, scale):
     """Measure what each hole strategy costs, side by side, on this machine."""
+    if series and not svm:
+        raise click.UsageError("--kernel chooses the SVM host's kernel: it needs --svm")
     if out is not None:  # before the run: a bad --out must not cost a whole benchmark
         _writable(out)
-    plan = dataclasses.replace(runner.QUICK if quick else runner.FULL, svm=svm, scale=scale)
+    plan = dataclasses.replace(runner.QUICK if quick else runner.FULL, svm=svm,
+                               svm_kernel=series, scale=scale)
     stderr = Console(stderr=True)
     columns = (TextColumn("{task.description:>14}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())

@@ -33,8 +33,9 @@ from kvmhole.kernel.release import Release
 CACHE = Path(os.environ.get("KVMHOLE_CACHE_DIR", cache.ROOT)) / "kernel"
 MODULES = ("kvm", "kvm-amd", "kvm-intel")
 BUILD_CODE = ("build.py", "debian.py", "modinfo.py", "release.py")
-# The build steps, shared with DKMS (kernel/pci-hole/dkms.conf).
+# The build steps, shared with DKMS; it takes the modules' version from dkms.conf.
 SCRIPT = release.PATCH_ROOT.parent / "build-modules.sh"
+DKMS_CONF = release.PATCH_ROOT.parent / "dkms.conf"
 
 
 @dataclass
@@ -134,7 +135,8 @@ def cache_key(identity: dict, headers: dict, compiler: str, patches: list[Path])
     digest = hashlib.sha256()
     digest.update(json.dumps([identity, headers, compiler], sort_keys=True).encode())
     # The code that decides how the build is done: a change to it rebuilds.
-    for item in [*patches, SCRIPT, *(Path(__file__).with_name(f) for f in BUILD_CODE)]:
+    for item in [*patches, SCRIPT, DKMS_CONF,
+                 *(Path(__file__).with_name(f) for f in BUILD_CODE)]:
         digest.update(item.name.encode() + b"\0" + item.read_bytes())
     return digest.hexdigest()[:16]
 
