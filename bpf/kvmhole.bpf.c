@@ -185,14 +185,6 @@ static __always_inline void end_data_walk(u64 *in_flight)
 	}
 }
 #endif
-/*
- * 1 once every probe is attached. bcc attaches them one by one while guests run: a
- * port read completed in a window where kvm_pio was attached and kvm_userspace_exit
- * not yet looked served in the kernel (a monitor attached mid-run counted 104 of a
- * guest's type-1 reads in the kernel, which no type-1 read ever is). Until then no
- * vCPU state is made, so nothing is classified.
- */
-BPF_ARRAY(armed, u32, 1);
 #ifdef EVENTS
 BPF_RINGBUF_OUTPUT(events, 1024);  /* 4 MiB: ~130k exits of slack for the reader */
 BPF_ARRAY(lost, u64, 1);
