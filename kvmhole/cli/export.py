@@ -29,16 +29,9 @@ def export(listen, web_config_file, interval, pids, hole_ranges, preset):
     SIGHUP reloads the guest list (the registry of kvmhole guests) while the probes,
     their counts and the listening socket stay."""
     from kvmhole.exporter import webconfig
-    from kvmhole.exporter.poller import Poller
-    from kvmhole.probes import privileges
-    from kvmhole.probes.monitor import Monitor  # loads bcc: only when exporting
 
     parse_listen(listen)  # a bad address or web configuration fails before the probes load
     web = webconfig.load(web_config_file) if web_config_file else webconfig.WebConfig(None, None)
-    if web.tls is None and not _loopback(parse_listen(listen)[0]):
-        click.echo(f"kvmhole: warning: serving {listen} in plain HTTP: whoever reaches the port "
-                   "reads every guest's name (give --web.config.file a tls_server_config and "
-                   "basic_auth_users, or firewall the port)", err=True)
     monitor_kwargs = monitor_args(pids, hole_ranges, preset)
     # SIGTERM (systemd, kill) stops the exporter as Ctrl-C does: the with blocks
     # below then stop the poller, close the socket and detach the probes.
@@ -48,19 +41,34 @@ def export(listen, web_config_file, interval, pids, hole_ranges, preset):
     store, self_metrics = LatestSnapshot(), SelfMetrics()
     try:
         # Bind first: a port in use is reported before the probes load.
-        with listening(listen, store, self_metrics, web) as address, \
-                Monitor(**monitor_kwargs) as monitor, \
-                Poller(self_metrics.timed(monitor.poll), store, interval):
-            # attached and bound: what is left to do needs far less than root
-            click.echo(f"kvmhole export: {privileges.drop_all_but_kept()}", err=True)
-            # Runs in this (main) thread between pauses, never inside a poll or scrape.
-            signal.signal(signal.SIGHUP, lambda *_: _reload(monitor))
-            click.echo(f"kvmhole export: serving {web.scheme}://{address}/metrics "
-                       f"({monitor.plan.path} probe path); Ctrl-C to stop", err=True)
-            while True:
-                signal.pause()
+        with listening(listen, store, self_metrics, web) as address:
+            # bound: a listen address that fails is one error line, never after a warning
+            if web.tls is None and not _loopback(parse_listen(listen)[0]):
+                click.echo(f"kvmhole: warning: serving {listen} in plain HTTP: whoever "
+                           "reaches the port reads every guest's name (give --web.config.file "
+                           "a tls_server_config and basic_auth_users, or firewall the port)",
+                           err=True)
+            _serve(address, store, self_metrics, web, monitor_kwargs, interval)
     except KeyboardInterrupt:
         pass
+
+
+def _serve(address, store, self_metrics, web, monitor_kwargs, interval) -> None:
+    """Load the probes and serve from them until stopped (KeyboardInterrupt)."""
+    from kvmhole.exporter.poller import Poller
+    from kvmhole.probes import privileges
+    from kvmhole.probes.monitor import Monitor  # loads bcc: only when exporting
+
+    with Monitor(**monitor_kwargs) as monitor, \
+            Poller(self_metrics.timed(monitor.poll), store, interval):
+        # attached and bound: what is left to do needs far less than root
+        click.echo(f"kvmhole export: {privileges.drop_all_but_kept()}", err=True)
+        # Runs in this (main) thread between pauses, never inside a poll or scrape.
+        signal.signal(signal.SIGHUP, lambda *_: _reload(monitor))
+        click.echo(f"kvmhole export: serving {web.scheme}://{address}/metrics "
+                   f"({monitor.plan.path} probe path); Ctrl-C to stop", err=True)
+        while True:
+            signal.pause()
 
 
 def _loopback(host: str) -> bool:
