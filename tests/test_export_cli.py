@@ -2,10 +2,11 @@
 (Hosts that cannot run the probes: test_no_bpf.py.)"""
 
 import socket
+import subprocess
 
 import pytest
 
-from tests.conftest import assert_one_line_error, kvmhole
+from tests.conftest import KVMHOLE, assert_one_line_error, kvmhole, wait_for
 
 
 def test_port_in_use():
@@ -26,3 +27,19 @@ def test_port_in_use():
 ])
 def test_bad_listen_address(listen, words):
     assert_one_line_error(kvmhole("export", "--listen", listen, check=False), *words)
+
+
+def test_plain_http_beyond_loopback_is_warned_about(tmp_path):
+    """Once bound (an address that fails stays one error line): stopped after it says so."""
+    log = tmp_path / "export.err"
+    with log.open("w") as err:
+        export = subprocess.Popen([*KVMHOLE, "export", "--listen", "0.0.0.0:0"], stderr=err)
+    try:
+        wait_for("the warning", lambda: "warning: serving 0.0.0.0:0 in plain HTTP"
+                 in log.read_text())
+    finally:
+        export.terminate()
+        export.wait(timeout=60)
+    # on loopback (the default) there is nothing to warn about
+    quiet = kvmhole("export", "-p", "4194304", check=False, timeout=60)
+    assert "plain HTTP" not in quiet.stderr, quiet.stderr

@@ -199,11 +199,3 @@ def test_a_bad_web_config_is_one_error_at_start(pki, case):
     done = kvmhole("export", "--listen", "127.0.0.1:0", "--web.config.file", str(path),
                    check=False, timeout=60)
     assert_one_line_error(done, "--web.config.file", words)
-
-
-def test_plain_http_beyond_loopback_is_warned_about():
-    # no such process: the command stops right after checking its options
-    done = kvmhole("export", "--listen", "0.0.0.0:0", "-p", "4194304", check=False, timeout=60)
-    assert "warning: serving 0.0.0.0:0 in plain HTTP" in done.stderr, done.stderr
-    quiet = kvmhole("export", "-p", "4194304", check=False, timeout=60)
-    assert "plain HTTP" not in quiet.stderr, quiet.stderr
