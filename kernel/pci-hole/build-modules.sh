@@ -6,7 +6,7 @@
 #
 #   build-modules.sh [--patch-only] [--source TARBALL] [--headers DIR] [--tree DIR] KERNELVER
 #
-# KERNELVER is the kernel's `uname -r` (e.g. 6.1.0-57-amd64, 6.12.118+deb12-amd64); its
+# KERNELVER is the kernel's `uname -r` (6.1.0-N-amd64 or 6.12.M+debN-amd64 forms); its
 # series picks patches/<series>/ beside this script. Only arch/x86/kvm, virt/kvm and
 # the files the patches touch are extracted into TREE (default ./tree); the patches
 # apply with no fuzz; Kbuild runs from the headers (default /lib/modules/KERNELVER/build)

@@ -21,7 +21,7 @@ FLAVOUR = "amd64"
 DEFAULT_META = f"linux-headers-{FLAVOUR}"  # Debian's default kernel series, whatever it is
 SOURCES = Path("/usr/src")
 PATCH_ROOT = Path(__file__).resolve().parents[2] / "kernel" / "pci-hole" / "patches"
-# e.g. linux-headers-6.1.0-57-amd64, linux-headers-6.12.118+deb12-amd64; not -cloud-, -rt-.
+# Release packages: linux-headers-6.1.0-N-amd64, -6.12.M+debN-amd64; not -cloud-, -rt-.
 _HEADERS = re.compile(rf"^linux-headers-((\d+\.\d+)\.\d+(?:-\d+|\+deb\d+))-{FLAVOUR}$")
 
 
@@ -29,7 +29,7 @@ _HEADERS = re.compile(rf"^linux-headers-((\d+\.\d+)\.\d+(?:-\d+|\+deb\d+))-{FLAV
 class Release:
     """One installed Debian kernel release (its headers are installed)."""
     series: str            # "6.1"
-    abi: str               # `uname -r` of that kernel, e.g. "6.1.0-57-amd64"
+    abi: str               # `uname -r` of that kernel, of the form 6.1.0-N-amd64
     package_version: str   # the Debian version of its headers and image, e.g. "6.1.192-3"
 
     @property
